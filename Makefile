@@ -1,0 +1,25 @@
+# The two commands of the README. Both set up .venv first (quick when already done).
+VENV ?= .venv
+WORKSPACE ?= workspace
+MODEL ?= demo
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint test-fast
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	@$(BIN)/xtuner-wizard --workspace "$(WORKSPACE)" --model "$(MODEL)"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Skips the tests that train for real (minutes): for the edit-test loop only.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -1,0 +1,5 @@
+"""CLI: placeholder, filled in by the module's owner."""
+
+
+def register(sub, parent):
+    pass

@@ -1,0 +1,135 @@
+"""The wizard's application: a step rail beside the open step, a footer of keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import ContentSwitcher, Footer, OptionList, Static
+
+from engine.workspace import STEPS, Workspace
+from tui.screens.chat import ChatPane
+from tui.screens.config import ConfigPane
+from tui.screens.data import DataPane
+from tui.screens.environment import EnvironmentPane
+from tui.screens.merge import MergePane
+from tui.screens.train import TrainPane
+from tui.step import StepPane
+from tui.widgets.step_rail import StepRail
+
+PANES: tuple[type[StepPane], ...] = (
+    EnvironmentPane,
+    DataPane,
+    ConfigPane,
+    TrainPane,
+    MergePane,
+    ChatPane,
+)
+assert tuple(p.step_id for p in PANES) == STEPS
+
+HELP = """\
+Keys
+  1-6        open a step            ] / [   next / previous step
+  tab        next field             escape  back to the step rail
+  ctrl+p     command palette        ?       this help
+  q          quit (training goes on in the background)
+"""
+
+
+class WizardApp(App):
+    """xtuner-wizard: environment -> data -> config -> train -> merge -> chat."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "xtuner-wizard"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("right_square_bracket", "step(1)", "Next step"),
+        Binding("left_square_bracket", "step(-1)", "Prev step"),
+        Binding("escape", "focus_rail", "Rail", show=False),
+        *[Binding(str(i + 1), f"open_step('{sid}')", show=False) for i, sid in enumerate(STEPS)],
+    ]
+
+    def __init__(
+        self,
+        workspace: str | Path = ".",
+        *,
+        model: str | None = None,
+        low_bandwidth: bool = False,
+    ) -> None:
+        super().__init__()
+        self.workspace = Workspace(workspace).ensure()
+        self.low_bandwidth = low_bandwidth
+        if low_bandwidth:
+            self.animation_level = "none"
+        if model:
+            self.workspace.set_choice("model", model)
+        self._statuses: dict[str, str | None] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"xtuner-wizard  ·  {self.workspace.root}", id="title-bar")
+        with Horizontal(id="body"):
+            yield StepRail([(p.step_id, p.title) for p in PANES], id="rail")
+            with ContentSwitcher(id="steps", initial=STEPS[0]):
+                for pane_cls in PANES:
+                    yield pane_cls()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        state = self.workspace.load_state()
+        for step in STEPS:
+            self._refresh_rail(step, state.done)
+        self.open_step(state.current_step, save=False)
+        self.query_one(StepRail).focus()
+
+    # -- steps -------------------------------------------------------------------------
+    @property
+    def current_step(self) -> str:
+        return self.query_one("#steps", ContentSwitcher).current or STEPS[0]
+
+    def open_step(self, step: str, *, save: bool = True) -> None:
+        if step not in STEPS:
+            return
+        switcher = self.query_one("#steps", ContentSwitcher)
+        changed = switcher.current != step
+        switcher.current = step
+        rail = self.query_one(StepRail)
+        index = STEPS.index(step)
+        if rail.highlighted != index:
+            rail.highlighted = index
+        if save:
+            self.workspace.update_state(current_step=step)
+        if changed or not save:
+            self.query_one(f"#{step}", StepPane).on_step_shown()
+
+    def mark_step_done(self, step: str, done: bool = True) -> None:
+        state = self.workspace.mark_done(step, done)
+        self._refresh_rail(step, state.done)
+
+    def set_step_status(self, step: str, status: str | None) -> None:
+        self._statuses[step] = status
+        self._refresh_rail(step, self.workspace.load_state().done)
+
+    def _refresh_rail(self, step: str, done: list[str]) -> None:
+        status = self._statuses.get(step) or ("done" if step in done else "todo")
+        self.query_one(StepRail).set_state(step, status)
+
+    # -- events and actions ------------------------------------------------------------
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if isinstance(event.option_list, StepRail) and event.option.id:
+            self.open_step(event.option.id)
+
+    def action_open_step(self, step: str) -> None:
+        self.open_step(step)
+
+    def action_step(self, delta: int) -> None:
+        index = (STEPS.index(self.current_step) + delta) % len(STEPS)
+        self.open_step(STEPS[index])
+
+    def action_focus_rail(self) -> None:
+        self.query_one(StepRail).focus()
+
+    def action_help(self) -> None:
+        self.notify(HELP, title="Help", timeout=10)
