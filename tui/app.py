@@ -32,7 +32,8 @@ assert tuple(p.step_id for p in PANES) == STEPS
 HELP = """\
 Keys
   1-6        open a step            ] / [   next / previous step
-  tab        next field             escape  back to the step rail
+  enter      into the step          escape  back to the step rail
+  tab        next field
   ctrl+p     command palette        ?       this help
   q          quit (training goes on in the background)
 """
@@ -69,10 +70,12 @@ class WizardApp(App):
         self._statuses: dict[str, str | None] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(f"xtuner-wizard  ·  {self.workspace.root}", id="title-bar")
+        # The folder's name only: the full path is on the Environment step (and snapshots stay stable).
+        yield Static(f"xtuner-wizard  ·  workspace: {self.workspace.root.name}", id="title-bar")
         with Horizontal(id="body"):
             yield StepRail([(p.step_id, p.title) for p in PANES], id="rail")
-            with ContentSwitcher(id="steps", initial=STEPS[0]):
+            # open on the saved step: showing another first costs a second full paint
+            with ContentSwitcher(id="steps", initial=self.workspace.load_state().current_step):
                 for pane_cls in PANES:
                     yield pane_cls()
         yield Footer()
@@ -119,7 +122,14 @@ class WizardApp(App):
     # -- events and actions ------------------------------------------------------------
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if isinstance(event.option_list, StepRail) and event.option.id:
+            if event.option_index != event.option_list.highlighted:
+                return  # stale: a later highlight is queued (else open_step ping-pongs forever)
             self.open_step(event.option.id)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter on the rail moves into the step, so its own keys work."""
+        if isinstance(event.option_list, StepRail):
+            self.query_one(f"#{self.current_step}", StepPane).focus_first()
 
     def action_open_step(self, step: str) -> None:
         self.open_step(step)

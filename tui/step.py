@@ -34,6 +34,13 @@ class StepPane(Vertical):
     def on_step_shown(self) -> None:
         """Called when the user opens this step."""
 
+    def focus_first(self) -> None:
+        """Focus the first focusable widget of the step (called on Enter from the rail)."""
+        for widget in self.query("*"):
+            if widget.focusable:
+                widget.focus()
+                return
+
     def mark_done(self, done: bool = True) -> None:
         self.app.mark_step_done(self.step_id, done)  # type: ignore[attr-defined]
 

@@ -1,5 +1,112 @@
-"""CLI: placeholder, filled in by the module's owner."""
+"""``xtuner-wizard chat [MODEL]``: talk to the merged model (or base + adapter), streamed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
 
 
-def register(sub, parent):
-    pass
+def register(sub, parent) -> None:
+    p = sub.add_parser(
+        "chat",
+        parents=[parent],
+        help="chat with the merged model (default) or any model folder, streamed",
+        description="Chat in the terminal with the run's prompt template (greedy by default). "
+        "--prompt answers once and exits; without it, an interactive loop "
+        "(/clear forgets the history, /exit or Ctrl-D quits, Ctrl-C stops an answer).",
+    )
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        metavar="MODEL",
+        help="model folder (default: the workspace's latest merged model)",
+    )
+    p.add_argument("--adapter", metavar="DIR", help="a LoRA adapter (hf/) to apply to MODEL")
+    p.add_argument("--prompt", metavar="TEXT", help="ask once, print the answer, exit")
+    p.add_argument("--system", metavar="TEXT", help="system prompt")
+    p.add_argument("--engine", default="hf", help="hf (default), fast (GPU: CUDA graphs), lmdeploy")
+    p.add_argument(
+        "--template", metavar="NAME|CFG", help="prompt template name or config (default: the run's)"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.set_defaults(func=handle)
+
+
+def default_model(ws):
+    from engine.errors import WizardError
+    from engine.export import latest_merged
+
+    found = latest_merged(ws)
+    if found is None:
+        raise WizardError(
+            "no merged model in this workspace",
+            where=str(ws.merged_dir),
+            fix="run `xtuner-wizard merge` first, or give a MODEL folder",
+        )
+    return found
+
+
+def handle(args: argparse.Namespace) -> int:
+    from engine.chat.base import load_engine
+    from engine.cli import workspace_of
+
+    ws = workspace_of(args)
+    model = ws.path(args.model) if args.model else default_model(ws)
+    adapter = ws.path(args.adapter) if args.adapter else None
+    template = args.template
+    if template and template.endswith(".py"):
+        template = str(ws.path(template))
+    engine = load_engine(args.engine, model, adapter=adapter, template=template, device=args.device)
+    gen = dict(
+        system=args.system,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
+    if args.prompt is not None:
+        for piece in engine.stream_chat([{"role": "user", "content": args.prompt}], **gen):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        return 0
+    return _loop(engine, gen)
+
+
+def _loop(engine, gen) -> int:
+    history: list[dict] = []
+    print(f"chat ({engine.name} engine, template {engine.template.name}); /clear, /exit")
+    while True:
+        try:
+            text = input("> ").strip()
+        except EOFError:
+            print()
+            return 0
+        except KeyboardInterrupt:
+            print()
+            return 0
+        if not text:
+            continue
+        if text in ("/exit", "/quit", "exit"):
+            return 0
+        if text == "/clear":
+            history.clear()
+            print("(history cleared)")
+            continue
+        history.append({"role": "user", "content": text})
+        stop = threading.Event()
+        answer = []
+        try:
+            for piece in engine.stream_chat(history, stop_event=stop, **gen):
+                answer.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            stop.set()
+            print(" [stopped]", end="")
+        print()
+        history.append({"role": "assistant", "content": "".join(answer)})

@@ -1,5 +1,197 @@
-"""CLI: placeholder, filled in by the module's owner."""
+"""``xtuner-wizard data generate|validate``: the identity dataset from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.errors import WizardError
+
+SHOWN_PROBLEMS = 10
 
 
-def register(sub, parent):
-    pass
+def register(sub, parent) -> None:
+    data = sub.add_parser(
+        "data",
+        parents=[parent],
+        help="the identity dataset: generate one, or check a file",
+        description="Generate the identity dataset (datas/assistant.json) or check a dataset file.",
+    )
+    actions = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data.set_defaults(func=lambda args: _help(data))
+
+    gen = actions.add_parser(
+        "generate",
+        parents=[parent],
+        help="write datas/assistant.json (and datas/heldout.json)",
+        description="Write the identity dataset. 'varied' (default): many paraphrased questions in "
+        "Chinese and English, multi-turn samples, some general conversation, and a held-out set "
+        "for the evaluation. 'tutorial': exactly the tutorial's xtuner_generate_assistant.py.",
+    )
+    gen.add_argument("--name", help="your name, as the assistant will say it (required once)")
+    gen.add_argument("--style", choices=("varied", "tutorial"), default="varied")
+    gen.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        metavar="N",
+        help="varied: number of records (default 2000); tutorial: repeats (default 8000 -> 16002 records)",
+    )
+    gen.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="the dataset file, relative to the workspace (default datas/assistant.json)",
+    )
+    gen.add_argument("--seed", type=int, default=0, help="varied: random seed (default 0)")
+    gen.add_argument(
+        "--assistant-name", default="", metavar="TEXT", help="varied: the assistant's own name"
+    )
+    gen.add_argument(
+        "--maker", default="上海AI实验室", metavar="TEXT", help="varied: who made the base model"
+    )
+    gen.add_argument(
+        "--base-model", default="书生·浦语 1.8B", metavar="TEXT", help="varied: the base model"
+    )
+    gen.add_argument(
+        "--purpose",
+        default="",
+        metavar="TEXT",
+        help="varied: what it is for, a verb phrase (default 帮助NAME完成XTuner微调个人小助手的任务)",
+    )
+    gen.add_argument(
+        "--general-share",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="varied: share of general conversation (default 0.1)",
+    )
+    gen.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a file you edited by hand (a backup goes to .wizard/backups)",
+    )
+    gen.set_defaults(func=generate)
+
+    val = actions.add_parser(
+        "validate",
+        parents=[parent],
+        help="check a dataset file and show its statistics",
+        description="Check a dataset (JSON array or JSON lines, conversation format) without "
+        "changing it; list every problem with its line or record; show statistics.",
+    )
+    val.add_argument("path", metavar="PATH", help="the dataset file")
+    val.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR|demo",
+        help="count tokens with this model's tokenizer (default: characters)",
+    )
+    val.add_argument(
+        "--max-length",
+        type=int,
+        default=2048,
+        metavar="N",
+        help="the config's max_length, for the truncation count (default 2048)",
+    )
+    val.set_defaults(func=validate)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def generate(args: argparse.Namespace) -> int:
+    from engine.cli import workspace_of
+    from engine.data.generate import (
+        IdentityFacts,
+        build_dataset,
+        heldout_summary,
+        record_choice,
+        summary,
+        write_dataset,
+    )
+
+    ws = workspace_of(args).ensure()
+    name = args.name or ws.load_state().choices.get("name")
+    if not name or not str(name).strip():
+        raise WizardError("your name is needed", where="--name", fix="pass --name 'your name'")
+    facts = IdentityFacts(
+        name=name,
+        assistant_name=args.assistant_name,
+        maker=args.maker,
+        base_model=args.base_model,
+        purpose=args.purpose,
+    )
+    bundle = build_dataset(
+        args.style, facts, n=args.n, seed=args.seed, general_share=args.general_share
+    )
+    result = write_dataset(ws, bundle, args.out, force=args.force)
+    record_choice(ws, result, facts.check())
+    print(f"wrote {ws.rel(result.path)}: {summary(bundle)}")
+    if result.heldout_path is not None and bundle.heldout is not None:
+        print(
+            f"wrote {ws.rel(result.heldout_path)}: {heldout_summary(bundle.heldout)} (never trained on)"
+        )
+    for note in bundle.notes:
+        print(f"note: {note}")
+    for backup in result.backups:
+        print(f"your edited file was kept as {ws.rel(backup)}")
+    return 0
+
+
+def _resolve(ws, path: str) -> Path:
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    inside = ws.path(p)
+    return inside if inside.exists() else p
+
+
+def _model_dir(ws, model: str | None) -> Path | None:
+    if model is None:
+        return None
+    if model == "demo":
+        if not ws.demo_model_dir.is_dir():
+            raise WizardError(
+                "the demo model is not built",
+                where="--model demo",
+                fix="run: xtuner-wizard demo-model",
+            )
+        return ws.demo_model_dir
+    return _resolve(ws, model)
+
+
+def validate(args: argparse.Namespace) -> int:
+    from engine.cli import EXIT_USER_ERROR, workspace_of
+    from engine.data.stats import dataset_stats
+    from engine.data.validate import validate_file
+
+    ws = workspace_of(args)
+    if args.max_length < 1:
+        raise WizardError(
+            f"{args.max_length} is not a length", where="--max-length", fix="pass e.g. 2048"
+        )
+    model = _model_dir(ws, args.model)
+    path = _resolve(ws, args.path)
+    report = validate_file(path)
+    if not report.ok:
+        for line in report.lines(SHOWN_PROBLEMS):
+            print(line, file=sys.stderr)
+        count = len(report.errors) + report.omitted_errors
+        print(
+            f"{report.path}: {count} problem{'s' if count != 1 else ''}; fix them and run this again "
+            "(the file was not changed)",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+    what = f"{report.format}{', UTF-8 with BOM' if report.bom else ''}"
+    print(f"{report.path}: OK, {len(report.records)} records ({what})")
+    for line in report.lines(SHOWN_PROBLEMS):
+        print(line)
+    stats = dataset_stats(report.records, model, args.max_length)
+    for line in stats.lines():
+        print(f"  {line}")
+    return 0

@@ -1,5 +1,62 @@
-"""CLI: placeholder, filled in by the module's owner."""
+"""``xtuner-wizard merge [RUN]``: pth_to_hf + merge into the full-precision base (safetensors)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
 
 
-def register(sub, parent):
-    pass
+def register(sub, parent) -> None:
+    p = sub.add_parser(
+        "merge",
+        parents=[parent],
+        help="convert a run's checkpoint to an adapter (hf/) and merge it into the base (merged/)",
+        description="Run xtuner's pth_to_hf and merge on a training run's last checkpoint: the "
+        "adapter goes to hf/, the merged model (safetensors) to merged/, then it is loaded with "
+        "transformers as a check. An existing hf/ or merged/ is moved aside, never overwritten.",
+    )
+    p.add_argument("run", nargs="?", default=None, metavar="RUN", help="run id (default: latest)")
+    p.add_argument("--checkpoint", metavar="PTH", help="a checkpoint instead of the run's last one")
+    p.add_argument("--config", metavar="CFG", help="the config the checkpoint was trained with")
+    p.add_argument("--base", metavar="MODEL", help="the full-precision base model folder")
+    p.add_argument("--out", metavar="DIR", help="where the merged model goes (default: merged/)")
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), help="where to merge (default: cuda if any)"
+    )
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from engine.cli import workspace_of
+    from engine.export import PHASE_TITLES, MergeFailed, convert_and_merge
+
+    ws = workspace_of(args)
+    start = time.monotonic()
+    last = {"phase": None}
+
+    def progress(phase: str, detail: str) -> None:
+        stamp = f"[{time.monotonic() - start:5.1f}s]"
+        if phase != last["phase"]:
+            last["phase"] = phase
+            title = PHASE_TITLES.get(phase, phase)
+            print(f"{stamp} == {title}", flush=True)
+        print(f"{stamp}    {detail}", flush=True)
+
+    try:
+        out = convert_and_merge(
+            ws,
+            run=args.run,
+            checkpoint=args.checkpoint,
+            config=args.config,
+            base_model=args.base,
+            out=args.out,
+            device=args.device,
+            progress=progress,
+        )
+    except MergeFailed as exc:
+        print("\n".join(["--- log tail ---", *exc.tail, "---"]), file=sys.stderr)
+        raise
+    print(f"merged model: {out}")
+    print(f"chat with it: xtuner-wizard chat {ws.rel(out)}")
+    return 0

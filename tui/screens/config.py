@@ -1,16 +1,517 @@
-"""The Config step (placeholder until it is built)."""
+"""The Config step: a built-in config, the tutorial's edits, a profile, your settings.
 
+Left: the base config (filterable, the tutorial's preselected), the profile, and a form of
+the settings the tutorial lists, each with a one-line explanation. Right: the estimate
+(memory per GPU, iterations, time) and the live, coloured unified diff against the built-in,
+recomputed off the UI thread a moment after the form stops changing. ctrl+s writes
+``<base>_copy.py`` (a hand-edited one only after a confirmation, with a backup); ctrl+e opens
+it in $EDITOR and re-reads it after.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
 
+from engine.config import (
+    PROFILES,
+    TUTORIAL_BASE,
+    RenderedConfig,
+    detect_hardware,
+    diff_text,
+    list_builtin,
+    render_config,
+    settings_of_text,
+    write_config,
+)
+from engine.config.api import estimate_for
+from engine.config.diff import unified_diff
+from engine.config.estimate import format_duration
+from engine.config.profiles import PROFILE_HELP, Hardware
+from engine.config.render import py_source
+from engine.config.settings import EXPLAIN
+from engine.errors import WizardError
 from tui.step import StepPane
+
+DEBOUNCE_S = 0.3
+HELP = "The diff follows the form.  tab into the form · ctrl+s write · ctrl+e edit in $EDITOR · esc steps"
+
+# The settings the tutorial lists (and the wizard's keys for what it sets inside dicts).
+FORM_KEYS = (
+    "max_length",
+    "pack_to_max_length",
+    "batch_size",
+    "accumulative_counts",
+    "max_epochs",
+    "max_iters",
+    "lr",
+    "warmup_ratio",
+    "save_steps",
+    "save_total_limit",
+    "evaluation_freq",
+    "evaluation_inputs",
+    "SYSTEM",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "quantization",
+    "attn_implementation",
+    "use_activation_checkpointing",
+)
+
+
+def show_value(value: Any) -> str:
+    """How a setting appears in its field: text as is, anything else as Python."""
+    if isinstance(value, str):
+        return value
+    try:
+        return py_source(value)
+    except TypeError:
+        return str(value)
+
+
+def colour_diff(diff: str) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for line in diff.splitlines():
+        if line.startswith(("---", "+++")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "cyan"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        else:
+            style = "dim"
+        text.append(line + "\n", style=style)
+    return text
+
+
+@dataclass
+class Request:
+    token: int
+    base: str
+    profile: str
+    model: Path | None
+    data: Path
+    set_args: list[str]
+
+
+@dataclass
+class Result:
+    token: int
+    rendered: RenderedConfig | None = None
+    diff: str = ""
+    estimate: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class ConfirmOverwrite(ModalScreen[bool]):
+    """Asks before replacing a config the user changed by hand."""
+
+    DEFAULT_CSS = """
+    ConfirmOverwrite { align: center middle; }
+    ConfirmOverwrite > Vertical {
+        width: 64; height: auto; padding: 1 2;
+        border: thick $warning; background: $surface;
+    }
+    ConfirmOverwrite #confirm-buttons { height: auto; margin-top: 1; }
+    ConfirmOverwrite Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Replace"),
+        Binding("n,escape", "answer(False)", "Keep my file"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.file_name = name
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(
+                Text(
+                    f"{self.file_name} was changed by hand since the wizard wrote it.\n"
+                    "Replace it? Your version is kept in .wizard/backups."
+                )
+            )
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Replace (y)", id="confirm-yes", variant="warning")
+                yield Button("Keep my file (n)", id="confirm-no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
 
 
 class ConfigPane(StepPane):
     step_id = "config"
     title = "Config"
 
+    BINDINGS = [
+        Binding("ctrl+s", "write", "Write config"),
+        Binding("ctrl+e", "edit", "Edit in $EDITOR"),
+        Binding("ctrl+r", "reset", "Reset form"),
+    ]
+
+    DEFAULT_CSS = """
+    ConfigPane #cfg-help { height: 1; color: $text-muted; }
+    ConfigPane #cfg-main { height: 1fr; }
+    ConfigPane #cfg-form { width: 44; height: 100%; padding-right: 1; }
+    ConfigPane #base-filter { width: 1fr; }
+    ConfigPane #base-list { height: 5; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
+    ConfigPane .field { height: 1; }
+    ConfigPane .field Label { width: 20; }
+    ConfigPane .field Input, ConfigPane .field Select { width: 1fr; }
+    ConfigPane .explain { height: 1; color: $text-muted; margin-bottom: 1;
+        text-wrap: nowrap; text-overflow: ellipsis; }
+    ConfigPane .field Input.-override { text-style: bold; }
+    ConfigPane #cfg-side { width: 1fr; height: 100%; }
+    ConfigPane #cfg-estimate { height: auto; border: round $primary-darken-2; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis; }
+    ConfigPane #cfg-diff-box { height: 1fr; border: round $primary-darken-2; }
+    ConfigPane #cfg-diff { width: auto; padding: 0 1; }
+    ConfigPane #cfg-status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer: Timer | None = None
+        self._token = 0
+        self._base = TUTORIAL_BASE
+        self._hardware: Hardware | None = None
+        self._shown: dict[str, str] = {}  # key -> the value the last render showed
+        self.overrides: dict[str, str] = {}  # key -> what the user typed
+        self.last_result: Result | None = None
+
+    # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(
-            "The Config step is not built yet: use the command line (xtuner-wizard --help)."
+        yield Static(HELP, id="cfg-help")
+        with Horizontal(id="cfg-main"):
+            with VerticalScroll(id="cfg-form"):
+                with Horizontal(classes="field"):
+                    yield Label("Base config")
+                    yield Input(
+                        placeholder="filter, e.g. internlm2", id="base-filter", compact=True
+                    )
+                yield OptionList(id="base-list", compact=True)
+                yield Static(Text(self._base), id="base-name", classes="explain")
+                with Horizontal(classes="field"):
+                    yield Label("Profile")
+                    yield Select(
+                        [(f"{p}", p) for p in PROFILES],
+                        value="auto",
+                        allow_blank=False,
+                        id="profile",
+                        compact=True,
+                    )
+                yield Static(PROFILE_HELP["auto"], id="profile-help", classes="explain")
+                for key in FORM_KEYS:
+                    with Horizontal(classes="field"):
+                        yield Label(key)
+                        yield Input(id=f"f-{key}", compact=True)
+                    yield Static(EXPLAIN.get(key, ""), classes="explain")
+            with Vertical(id="cfg-side"):
+                estimate = Static(Text(""), id="cfg-estimate")
+                estimate.border_title = "Estimate"
+                yield estimate
+                with ScrollableContainer(id="cfg-diff-box") as box:
+                    box.border_title = "Diff against the built-in config"
+                    yield Static(Text(""), id="cfg-diff")
+        yield Static(Text(""), id="cfg-status")
+
+    def on_mount(self) -> None:
+        choices = self.workspace.load_state().choices
+        profile = choices.get("profile")
+        if profile in PROFILES:
+            self.query_one("#profile", Select).value = profile
+        saved = choices.get("config_base")
+        if isinstance(saved, str) and saved:
+            self._base = saved
+        self._fill_base_list("")
+        self._schedule(0)
+
+    def on_step_shown(self) -> None:
+        self._show_file_state()
+
+    # -- the form ------------------------------------------------------------------------
+    def _fill_base_list(self, pattern: str) -> None:
+        try:
+            names = list_builtin(pattern or None)
+        except WizardError as exc:
+            self.set_message(str(exc))
+            return
+        olist = self.query_one("#base-list", OptionList)
+        olist.clear_options()
+        olist.add_options([Option(n, id=n) for n in names])
+        if self._base in names:
+            olist.highlighted = names.index(self._base)
+
+    @on(Input.Changed, "#base-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._fill_base_list(event.value.strip())
+
+    @on(OptionList.OptionSelected, "#base-list")
+    def _base_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id and event.option.id != self._base:
+            self._base = event.option.id
+            self.query_one("#base-name", Static).update(Text(self._base))
+            self._schedule()
+
+    @on(Select.Changed, "#profile")
+    def _profile_changed(self, event: Select.Changed) -> None:
+        self.query_one("#profile-help", Static).update(PROFILE_HELP.get(str(event.value), ""))
+        self._schedule()
+
+    @on(Input.Changed, ".field Input")
+    def _field_changed(self, event: Input.Changed) -> None:
+        wid = event.input.id or ""
+        if not wid.startswith("f-"):
+            return
+        key = wid[2:]
+        if event.value == self._shown.get(key):
+            if self.overrides.pop(key, None) is None:
+                return  # the render filling the form in: nothing to do
+        else:
+            self.overrides[key] = event.value
+        event.input.set_class(key in self.overrides, "-override")
+        self._schedule()
+
+    def action_reset(self) -> None:
+        self.overrides.clear()
+        for inp in self.query(".field Input"):
+            inp.set_class(False, "-override")
+        self._schedule(0)
+
+    def set_args(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.overrides.items()]
+
+    def profile(self) -> str:
+        return str(self.query_one("#profile", Select).value)
+
+    def set_message(self, text: str, style: str = "") -> None:
+        self.query_one("#cfg-status", Static).update(Text(text, style=style))
+
+    # -- rendering off the UI thread -----------------------------------------------------
+    def _schedule(self, delay: float = DEBOUNCE_S) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(delay, self._start_render) if delay else None
+        if not delay:
+            self._start_render()
+
+    def _model_dir(self) -> Path | None:
+        model = self.workspace.load_state().choices.get("model")
+        if not model:
+            return None
+        return self.workspace.demo_model_dir if model == "demo" else self.workspace.path(str(model))
+
+    def _start_render(self) -> None:
+        self._timer = None
+        self._token += 1
+        request = Request(
+            self._token,
+            self._base,
+            self.profile(),
+            self._model_dir(),
+            self.workspace.dataset_path,
+            self.set_args(),
+        )
+        self._render_config(request)
+
+    @work(thread=True, exclusive=True, group="config-render")
+    def _render_config(self, req: Request) -> None:
+        result = Result(req.token)
+        try:
+            if req.model is None:
+                raise WizardError(
+                    "no model chosen yet",
+                    fix="start the wizard with --model PATH (or MODEL=demo), or pick one in Environment",
+                )
+            if self._hardware is None:
+                self._hardware = detect_hardware()
+            rendered = render_config(
+                model_path=str(req.model),
+                data_path=str(req.data),
+                profile=req.profile,
+                base=req.base,
+                set_args=req.set_args,
+                hardware=self._hardware,
+            )
+            result.rendered = rendered
+            result.diff = diff_text(rendered)
+            result.estimate, result.warnings = self._estimate(rendered, req.data)
+        except WizardError as exc:
+            result.error = str(exc)
+        self.app.call_from_thread(self._show_result, result)
+
+    def _estimate(self, r: RenderedConfig, data: Path) -> tuple[list[str], list[str]]:
+        hw = r.hardware or Hardware()
+        lines = [f"{hw.describe()}  ·  profile {r.profile}"]
+        lines += [n.split(": ", 1)[-1] if n.startswith(r.profile) else n for n in r.notes]
+        run = estimate_for(r, data)
+        if run is None:
+            return lines, []
+        if run.memory is not None and run.gpu_gib:
+            lines.append(
+                f"memory per GPU: ~{run.memory.total:.1f} of {run.gpu_gib:.0f} GiB "
+                f"(weights {run.memory.weights:.1f}, adapter+optimizer {run.memory.trainable:.1f}, "
+                f"activations {run.memory.activations:.1f})"
+            )
+        if run.iters_per_epoch is None:
+            lines.append("iterations: write the dataset first (Data step)")
+        else:
+            lines.append(
+                f"{run.iters_per_epoch} iter/epoch, {run.total_iters} in all"
+                + (f", ~{format_duration(run.seconds)}" if run.seconds else "")
+            )
+        return lines, run.warnings
+
+    def _show_result(self, result: Result) -> None:
+        if result.token != self._token:
+            return  # the form changed since: a newer render is on its way
+        self.last_result = result
+        diff = self.query_one("#cfg-diff", Static)
+        estimate = self.query_one("#cfg-estimate", Static)
+        if result.error or result.rendered is None:
+            diff.update(Text(""))
+            estimate.update(Text(result.error, style="bold red"))
+            return
+        text = Text("\n".join(result.estimate), no_wrap=True, overflow="ellipsis")
+        for warning in result.warnings:
+            text.append("\n" + warning, style="bold red")
+        estimate.update(text)
+        diff.update(colour_diff(result.diff))
+        self._fill_form(result.rendered.settings)
+
+    def _fill_form(self, settings: dict[str, Any]) -> None:
+        for key in FORM_KEYS:
+            value = show_value(settings.get(key))
+            self._shown[key] = value
+            if key in self.overrides:
+                continue
+            inp = self.query_one(f"#f-{key}", Input)
+            if inp.value != value:
+                inp.value = value
+
+    def _target(self) -> Path:
+        return self.workspace.root / f"{self._base}_copy.py"
+
+    def _show_file_state(self) -> None:
+        target = self._target()
+        if target.exists() and self.workspace.is_hand_edited(target):
+            self.set_message(
+                f"{target.name} was edited by hand: training uses it; ctrl+s asks before replacing it"
+            )
+
+    # -- writing and editing -----------------------------------------------------------
+    def action_write(self) -> None:
+        result = self.last_result
+        if result is None or result.rendered is None:
+            self.set_message("Nothing to write yet: " + (result.error if result else "rendering"))
+            return
+        target = self._target()
+        if self.workspace.is_hand_edited(target):
+
+            def answered(replace: bool | None) -> None:
+                if replace:
+                    self._write_config(result.rendered, True)
+                else:
+                    self.set_message(f"Kept {target.name} as it is: nothing written.")
+
+            self.app.push_screen(ConfirmOverwrite(target.name), answered)
+            return
+        self._write_config(result.rendered, False)
+
+    def _write_config(self, rendered: RenderedConfig | None, force: bool) -> None:
+        if rendered is None:
+            return
+        ws = self.workspace
+        try:
+            before = set(ws.backups_dir.glob("*")) if ws.backups_dir.exists() else set()
+            path = write_config(ws, rendered, force=force)
+        except (WizardError, OSError) as exc:
+            self.set_message(f"Not written: {exc}", "bold red")
+            return
+        ws.set_choice("profile", rendered.profile)
+        ws.set_choice("config_base", rendered.base_name)
+        backups = sorted(set(ws.backups_dir.glob("*")) - before) if ws.backups_dir.exists() else []
+        text = f"Wrote {ws.rel(path)} (profile {rendered.profile})"
+        if backups:
+            text += f"; your version is kept as {ws.rel(backups[0])}"
+        self.set_message(text + ". Next: Train.")
+        self.mark_done()
+
+    def action_edit(self) -> None:
+        target = self._target()
+        if not target.exists():
+            result = self.last_result
+            if result is None or result.rendered is None:
+                self.set_message("Write the config first (ctrl+s).")
+                return
+            self._write_config(result.rendered, False)
+            if not target.exists():
+                return
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        try:
+            with self.app.suspend():
+                subprocess.run([*shlex.split(editor), str(target)], check=False)
+        except Exception as exc:  # noqa: BLE001 - no terminal to hand over (tests, web)
+            self.set_message(f"Cannot open an editor here: {exc}", "bold red")
+            return
+        self.reread(target)
+
+    def reread(self, target: Path) -> None:
+        """After a hand edit: show the file's own diff and settings; the form follows it."""
+        try:
+            text = target.read_text(encoding="utf-8")
+            settings = settings_of_text(text, target.name)
+        except (OSError, WizardError) as exc:
+            self.set_message(f"Re-read {target.name}: {exc}", "bold red")
+            return
+        from engine.config import builtin_path
+
+        base_text = builtin_path(self._base).read_text(encoding="utf-8")
+        diff = unified_diff(base_text, text, f"a/{self._base}.py", f"b/{target.name}")
+        self.query_one("#cfg-diff", Static).update(colour_diff(diff))
+        rendered = self.last_result.rendered if self.last_result else None
+        shown = rendered.settings if rendered else {}
+        self.overrides = {
+            key: show_value(settings.get(key))
+            for key in FORM_KEYS
+            if key in settings and show_value(settings.get(key)) != show_value(shown.get(key))
+        }
+        for key in FORM_KEYS:
+            inp = self.query_one(f"#f-{key}", Input)
+            inp.value = show_value(settings.get(key))
+            inp.set_class(key in self.overrides, "-override")
+        edited = self.workspace.is_hand_edited(target)
+        self.set_message(
+            f"Re-read {target.name}"
+            + (
+                ": edited by hand; training uses it, ctrl+s asks before replacing it"
+                if edited
+                else ""
+            )
         )

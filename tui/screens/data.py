@@ -1,14 +1,503 @@
-"""The Data step (placeholder until it is built)."""
+"""The Data step: who the assistant is -> the identity dataset, previewed as you type.
 
+A form for the facts, the style, n and the general share; a preview of sample records and
+the statistics, recomputed off the UI thread a moment after the form stops changing; write
+the file (atomically; a hand-edited file only after a confirmation, with a backup); validate
+an existing file and list its problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import Button, Input, Label, Select, Static
 
+from engine.data.generate import (
+    DEFAULT_N,
+    DatasetBundle,
+    IdentityFacts,
+    build_dataset,
+    heldout_path_for,
+    record_choice,
+    write_dataset,
+)
+from engine.data.stats import DataStats, dataset_stats, load_tokenizer
+from engine.data.validate import validate_file
+from engine.errors import WizardError
 from tui.step import StepPane
+
+DEBOUNCE_S = 0.3
+PREVIEW_RECORDS = 6
+HELP = (
+    "The preview follows the form.  tab into the form · ctrl+s write · ctrl+o validate · esc steps"
+)
+FIELD_LABELS = {
+    "--name": "Your name",
+    "--n": "Records",
+    "--general-share": "General share",
+    "--style": "Style",
+}
+
+
+@dataclass
+class FormValues:
+    facts: IdentityFacts
+    style: str
+    n: int
+    general_share: float
+    out: str
+
+
+@dataclass
+class Preview:
+    token: int
+    bundle: DatasetBundle | None = None
+    stats: DataStats | None = None
+    error: str | None = None
+
+
+class ConfirmOverwrite(ModalScreen[bool]):
+    """Asks before replacing a file the user changed by hand."""
+
+    DEFAULT_CSS = """
+    ConfirmOverwrite { align: center middle; }
+    ConfirmOverwrite > Vertical {
+        width: 64; height: auto; padding: 1 2;
+        border: thick $warning; background: $surface;
+    }
+    ConfirmOverwrite #confirm-buttons { height: auto; margin-top: 1; }
+    ConfirmOverwrite Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Replace"),
+        Binding("n,escape", "answer(False)", "Keep my file"),
+    ]
+
+    def __init__(self, files: list[str]) -> None:
+        super().__init__()
+        self.files = files
+
+    def compose(self) -> ComposeResult:
+        names = " and ".join(self.files)
+        with Vertical():
+            yield Static(
+                Text(
+                    f"{names} {'was' if len(self.files) == 1 else 'were'} changed by hand since "
+                    "the wizard wrote it.\nReplace it? Your version is kept in .wizard/backups."
+                )
+            )
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Replace (y)", id="confirm-yes", variant="warning")
+                yield Button("Keep my file (n)", id="confirm-no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
 
 
 class DataPane(StepPane):
     step_id = "data"
     title = "Data"
 
+    BINDINGS = [
+        Binding("ctrl+s", "write", "Write file"),
+        Binding("ctrl+o", "validate", "Validate file"),
+    ]
+
+    DEFAULT_CSS = """
+    DataPane #data-help { height: 1; color: $text-muted; }
+    DataPane #data-main { height: 1fr; }
+    DataPane #data-form { width: 42; height: 100%; padding-right: 1; }
+    DataPane .field { height: 1; margin-bottom: 1; }
+    DataPane .field Label { width: 15; }
+    DataPane .field Input, DataPane .field Select { width: 1fr; }
+    DataPane #data-buttons { height: 1; margin-top: 1; }
+    DataPane #data-buttons Button { margin-right: 1; }
+    DataPane #data-side { width: 1fr; height: 100%; }
+    DataPane #data-preview, DataPane #data-stats, DataPane #data-problems, DataPane #data-status {
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    DataPane #data-preview { height: 1fr; border: round $primary-darken-2; padding: 0 1; }
+    DataPane #data-stats { height: auto; border: round $primary-darken-2; padding: 0 1; }
+    DataPane #data-problems {
+        height: auto; max-height: 12; border: round $warning; padding: 0 1; display: none;
+    }
+    DataPane #data-problems.-shown { display: block; }
+    DataPane #data-problems.-ok { border: round $success; }
+    DataPane #data-status { height: 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer: Timer | None = None
+        self._file_timer: Timer | None = None
+        self._token = 0
+        self._tokenizer: tuple[str, Any] | None = None  # (model dir, tokenizer)
+        self.last_preview: Preview | None = None
+
+    # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static("The Data step is not built yet: use the command line (xtuner-wizard --help).")
+        yield Static(HELP, id="data-help")
+        with Horizontal(id="data-main"):
+            with VerticalScroll(id="data-form"):
+                yield from self._field(
+                    "Your name", Input(placeholder="e.g. 伍鲜同志", id="name", compact=True)
+                )
+                yield from self._field(
+                    "Assistant name",
+                    Input(placeholder="(none: <name>的小助手)", id="assistant-name", compact=True),
+                )
+                yield from self._field(
+                    "Made by", Input(IdentityFacts.maker, id="maker", compact=True)
+                )
+                yield from self._field(
+                    "Base model", Input(IdentityFacts.base_model, id="base-model", compact=True)
+                )
+                yield from self._field(
+                    "Purpose",
+                    Input(
+                        placeholder="帮助<name>完成XTuner微调个人小助手的任务",
+                        id="purpose",
+                        compact=True,
+                    ),
+                )
+                yield from self._field(
+                    "Style",
+                    Select(
+                        [("varied (paraphrases)", "varied"), ("tutorial (exact)", "tutorial")],
+                        value="varied",
+                        allow_blank=False,
+                        id="style",
+                        compact=True,
+                    ),
+                )
+                yield from self._field(
+                    "Records", Input(str(DEFAULT_N["varied"]), type="integer", id="n", compact=True)
+                )
+                yield from self._field(
+                    "General share", Input("0.1", type="number", id="general-share", compact=True)
+                )
+                yield from self._field(
+                    "File", Input("datas/assistant.json", id="out", compact=True)
+                )
+                with Horizontal(id="data-buttons"):
+                    yield Button("Write", id="write", variant="primary", compact=True)
+                    yield Button("Validate", id="validate", compact=True)
+            with Vertical(id="data-side"):
+                preview = Static(Text("Type your name to see the preview."), id="data-preview")
+                preview.border_title = "Preview"
+                yield preview
+                stats = Static(Text(""), id="data-stats")
+                stats.border_title = "Statistics"
+                yield stats
+                problems = Static(Text(""), id="data-problems")
+                problems.border_title = "Validation"
+                yield problems
+        yield Static(Text(""), id="data-status")
+
+    def _field(self, label: str, widget) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label(label)
+            yield widget
+
+    # -- state ---------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        choices = self.workspace.load_state().choices
+        if choices.get("name"):
+            self.query_one("#name", Input).value = str(choices["name"])
+        if choices.get("data"):
+            self.query_one("#out", Input).value = str(choices["data"])
+        self._schedule(0)
+
+    def on_step_shown(self) -> None:
+        self._show_file_state()
+
+    def _show_file_state(self) -> None:
+        self._file_timer = None
+        target = self.workspace.path(
+            self.query_one("#out", Input).value.strip() or "datas/assistant.json"
+        )
+        rel = self.workspace.rel(target)
+        if not target.exists():
+            self.set_message(f"{rel} does not exist yet: ctrl+s writes it.")
+        elif self.workspace.is_hand_edited(target):
+            self.set_message(
+                f"{rel} exists and was not written by the wizard (or was edited): "
+                "writing asks first and keeps a backup."
+            )
+        else:
+            self.set_message(f"{rel} exists, as the wizard wrote it.")
+
+    def _cancel_file_state(self) -> None:
+        if self._file_timer is not None:
+            self._file_timer.stop()
+            self._file_timer = None
+
+    def set_message(self, text: str) -> None:
+        self.query_one("#data-status", Static).update(Text(text, no_wrap=True, overflow="ellipsis"))
+
+    # -- the form ------------------------------------------------------------------------
+    def read_form(self) -> FormValues:
+        """The form as engine inputs; WizardError names the field that is wrong."""
+
+        def text(wid: str) -> str:
+            return self.query_one(f"#{wid}", Input).value.strip()
+
+        style = str(self.query_one("#style", Select).value)
+        try:
+            n = int(text("n"))
+        except ValueError:
+            raise WizardError(
+                "is not a whole number", where="Records", fix="type e.g. 2000"
+            ) from None
+        try:
+            share = float(text("general-share") or 0)
+        except ValueError:
+            raise WizardError(
+                "is not a number", where="General share", fix="type e.g. 0.1"
+            ) from None
+        facts = IdentityFacts(
+            name=text("name"),
+            assistant_name=text("assistant-name"),
+            maker=text("maker") or IdentityFacts.maker,
+            base_model=text("base-model") or IdentityFacts.base_model,
+            purpose=text("purpose"),
+        )
+        if not facts.name:
+            raise WizardError("is empty", where="Your name", fix="type your name")
+        if n > 100_000:
+            raise WizardError(
+                "is too many for a preview", where="Records", fix="use 100000 or fewer"
+            )
+        return FormValues(facts, style, n, share, text("out") or "datas/assistant.json")
+
+    @on(Input.Changed)
+    def _input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "out":
+            if self._file_timer is not None:
+                self._file_timer.stop()
+            self._file_timer = self.set_timer(DEBOUNCE_S, self._show_file_state)
+        else:
+            self._schedule()
+
+    @on(Select.Changed, "#style")
+    def _style_changed(self, event: Select.Changed) -> None:
+        style = str(event.value)
+        tutorial = style == "tutorial"
+        for wid in ("assistant-name", "maker", "base-model", "purpose", "general-share"):
+            self.query_one(f"#{wid}", Input).disabled = tutorial
+        n_input = self.query_one("#n", Input)
+        other = "varied" if tutorial else "tutorial"
+        if n_input.value.strip() in ("", str(DEFAULT_N[other])):
+            n_input.value = str(DEFAULT_N[style])
+        self._schedule()
+
+    def _schedule(self, delay: float = DEBOUNCE_S) -> None:
+        """Recompute the preview once the form has been still for ``delay`` seconds."""
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(delay, self._start_preview) if delay else None
+        if not delay:
+            self._start_preview()
+
+    def _start_preview(self) -> None:
+        self._timer = None
+        self._token += 1
+        try:
+            values = self.read_form()
+        except WizardError as exc:
+            self._show_preview(Preview(self._token, error=_say(exc)))
+            return
+        self._compute_preview(self._token, values, self._model_dir())
+
+    def _model_dir(self) -> Path | None:
+        model = self.workspace.load_state().choices.get("model")
+        if not model:
+            return None
+        path = self.workspace.demo_model_dir if model == "demo" else self.workspace.path(str(model))
+        return path if path.is_dir() else None
+
+    @work(thread=True, exclusive=True, group="data-preview")
+    def _compute_preview(self, token: int, values: FormValues, model: Path | None) -> None:
+        try:
+            bundle = build_dataset(
+                values.style, values.facts, n=values.n, general_share=values.general_share
+            )
+            tokenizer = self._load_tokenizer(model)
+            stats = dataset_stats(bundle.train, max_length=2048, tokenizer=tokenizer)
+            result = Preview(token, bundle=bundle, stats=stats)
+        except WizardError as exc:
+            result = Preview(token, error=_say(exc))
+        self.app.call_from_thread(self._show_preview, result)
+
+    def _load_tokenizer(self, model: Path | None) -> Any:
+        if model is None:
+            return None
+        if self._tokenizer is None or self._tokenizer[0] != str(model):
+            try:
+                self._tokenizer = (str(model), load_tokenizer(model))
+            except WizardError:
+                self._tokenizer = (str(model), None)
+        return self._tokenizer[1]
+
+    def _show_preview(self, result: Preview) -> None:
+        if result.token != self._token:
+            return  # the form changed since: a newer preview is on its way
+        self.last_preview = result
+        preview = self.query_one("#data-preview", Static)
+        stats = self.query_one("#data-stats", Static)
+        if result.error or result.bundle is None or result.stats is None:
+            preview.update(Text(result.error or "", style="bold"))
+            stats.update(Text(""))
+            return
+        preview.update(render_samples(result.bundle))
+        lines = [*bundle_lines(result.bundle), *result.stats.lines()]
+        if result.bundle.notes:
+            lines += [f"note: {n}" for n in result.bundle.notes]
+        stats.update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
+
+    # -- writing -------------------------------------------------------------------------
+    def action_write(self) -> None:
+        self._cancel_file_state()
+        try:
+            values = self.read_form()
+        except WizardError as exc:
+            self.set_message(_say(exc))
+            return
+        target = self.workspace.path(values.out)
+        edited = [
+            self.workspace.rel(p)
+            for p in (target, heldout_path_for(target))
+            if self.workspace.is_hand_edited(p)
+        ]
+        if not edited:
+            self._write(values, False)
+            return
+
+        def answered(replace: bool | None) -> None:
+            if replace:
+                self._write(values, True)
+            else:
+                self.set_message(f"Kept {' and '.join(edited)} as it is: nothing written.")
+
+        self.app.push_screen(ConfirmOverwrite(edited), answered)
+
+    @work(thread=True, exclusive=True, group="data-write")
+    def _write(self, values: FormValues, force: bool) -> None:
+        self.app.call_from_thread(self.set_message, f"Writing {values.out} ...")
+        try:
+            bundle = build_dataset(
+                values.style, values.facts, n=values.n, general_share=values.general_share
+            )
+            result = write_dataset(self.workspace, bundle, values.out, force=force)
+            record_choice(self.workspace, result, values.facts.check())
+        except (WizardError, OSError) as exc:
+            self.app.call_from_thread(self.set_message, f"Not written: {_say(exc)}")
+            return
+        ws = self.workspace
+        text = f"Wrote {ws.rel(result.path)} ({result.records} records)"
+        if result.heldout_path is not None:
+            text += f" and {ws.rel(result.heldout_path)}"
+        if result.backups:
+            text += f"; your version is kept as {ws.rel(result.backups[0])}"
+        self.app.call_from_thread(self._written, text)
+
+    def _written(self, text: str) -> None:
+        self.set_message(text)
+        self.mark_done()
+
+    # -- validating ----------------------------------------------------------------------
+    def action_validate(self) -> None:
+        self._cancel_file_state()
+        out = self.query_one("#out", Input).value.strip() or "datas/assistant.json"
+        self._validate(out, self._model_dir())
+
+    @work(thread=True, exclusive=True, group="data-validate")
+    def _validate(self, out: str, model: Path | None) -> None:
+        path = self.workspace.path(out)
+        report = validate_file(path)
+        lines: list[str]
+        if report.ok:
+            stats = dataset_stats(report.records, tokenizer=self._load_tokenizer(model))
+            lines = [
+                f"OK: {len(report.records)} records ({report.format}{', BOM' if report.bom else ''})"
+            ]
+            lines += report.lines(5) + stats.lines()
+        else:
+            count = len(report.errors) + report.omitted_errors
+            lines = [f"{count} problem{'s' if count != 1 else ''}:"] + report.lines(10)
+        shown = [line.replace(str(path), out) for line in lines]
+        self.app.call_from_thread(self._show_validation, report.ok, shown)
+
+    def _show_validation(self, ok: bool, lines: list[str]) -> None:
+        box = self.query_one("#data-problems", Static)
+        box.set_class(True, "-shown")
+        box.set_class(ok, "-ok")
+        box.update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
+        self.set_message("The file is valid." if ok else "The file has problems: see Validation.")
+
+    @on(Button.Pressed, "#write")
+    def _write_pressed(self) -> None:
+        self.action_write()
+
+    @on(Button.Pressed, "#validate")
+    def _validate_pressed(self) -> None:
+        self.action_validate()
+
+
+def _say(exc: BaseException) -> str:
+    if isinstance(exc, WizardError):
+        where = FIELD_LABELS.get(exc.where or "", exc.where)
+        text = f"{where}: {exc.message}" if where else exc.message
+        return text + (f" ({exc.fix})" if exc.fix else "")
+    return str(exc)
+
+
+def bundle_lines(bundle: DatasetBundle) -> list[str]:
+    c = bundle.counts
+    if bundle.style == "tutorial":
+        return [f"tutorial style: 2 questions, {c['records']} records"]
+    return [
+        f"identity {c['identity']} · multi-turn {c['multi_turn']} · general {c['general']}",
+        f"distinct identity questions: {c['zh_questions']} zh, {c['en_questions']} en",
+    ]
+
+
+def render_samples(bundle: DatasetBundle, count: int = PREVIEW_RECORDS) -> Text:
+    """A few records, one line per turn, cut to the width."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    records = bundle.train
+    if bundle.style == "tutorial":
+        picks = records[:2]
+        out.append(
+            f"the 2 records below, repeated: {len(records)} records in all\n\n", style="italic"
+        )
+    else:
+        step = max(1, len(records) // count)
+        picks = records[::step][:count]
+    for record in picks:
+        turns = record["conversation"]
+        for i, turn in enumerate(turns):
+            mark = f"{i + 1}/{len(turns)} " if len(turns) > 1 else ""
+            out.append(f"{mark}Q ", style="bold")
+            out.append(f"{turn['input']}\n")
+            out.append(" " * len(mark) + "A ", style="bold")
+            out.append(f"{turn['output']}\n")
+        out.append("\n")
+    out.rstrip()
+    return out

@@ -1,16 +1,264 @@
-"""The Environment step (placeholder until it is built)."""
+"""The Environment step: the checks (status, detail, fix), re-run on a key; the demo model.
 
+The checks run in a thread worker (the torch/CUDA probe is a child process, so this process
+never imports torch); each check appears as soon as it is known. With the workspace's model
+choice "demo" (or none), key b builds the demo model in another worker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import ProgressBar, Static
 
 from tui.step import StepPane
+
+if TYPE_CHECKING:
+    from engine.envcheck import Check
+
+GLYPHS = {"ok": "✓", "warn": "!", "fail": "✗"}
+STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+INTRO = (
+    "Checks of this machine, the model folder and the dataset: ✗ stops training, "
+    "! is worth knowing.\nKeys (tab into this pane first): r re-check, b build the demo model."
+)
+
+
+def checks_table(checks: list[Check]) -> Table:
+    table = Table(expand=True, box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    table.add_column("", width=1, no_wrap=True)
+    table.add_column("check", no_wrap=True, ratio=None)
+    table.add_column("detail", ratio=3, overflow="fold")
+    table.add_column("fix", ratio=2, overflow="fold")
+    for c in checks:
+        table.add_row(
+            Text(GLYPHS.get(c.status, "?"), style=STYLES.get(c.status, "")),
+            Text(c.name, style=STYLES[c.status] if c.status != "ok" else ""),
+            Text(c.detail),
+            Text(c.fix, style="cyan"),
+        )
+    return table
 
 
 class EnvironmentPane(StepPane):
     step_id = "environment"
     title = "Environment"
 
+    # Run the checks the first time the step is shown (tests that feed recorded checks turn
+    # this off to stay deterministic).
+    AUTO_CHECK: ClassVar[bool] = True
+    # Probe torch/CUDA/bitsandbytes in a child process (seconds; off only in tests).
+    PROBE: ClassVar[bool] = True
+
+    BINDINGS = [
+        Binding("r", "recheck", "Re-check"),
+        Binding("b", "build_demo", "Build demo model"),
+    ]
+
+    DEFAULT_CSS = """
+    EnvironmentPane #env-intro { height: auto; color: $text-muted; margin-bottom: 1; }
+    EnvironmentPane #env-scroll { height: 1fr; }
+    EnvironmentPane #env-table { height: auto; }
+    EnvironmentPane #env-summary { height: auto; margin-top: 1; }
+    EnvironmentPane #env-demo { height: auto; display: none; }
+    EnvironmentPane #env-demo.busy { display: block; }
+    EnvironmentPane #env-progress { display: none; }
+    EnvironmentPane #env-progress.busy { display: block; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._checks: list[Check] = []
+        self._generation = 0  # results of an older run (re-check pressed again) are dropped
+        self._checking = False
+        self._building = False
+        self._started = False
+
     def compose(self) -> ComposeResult:
-        yield Static(
-            "The Environment step is not built yet: use the command line (xtuner-wizard --help)."
-        )
+        yield Static(INTRO, id="env-intro")
+        with VerticalScroll(id="env-scroll"):
+            yield Static("", id="env-table")
+        yield Static("", id="env-demo")
+        yield ProgressBar(total=4, show_eta=False, show_percentage=False, id="env-progress")
+        yield Static("", id="env-summary")
+
+    # -- the app's hooks ---------------------------------------------------------------
+    def on_step_shown(self) -> None:
+        if not self._started and self.AUTO_CHECK:
+            self._started = True
+            # After the first paint: the worker thread must not compete with it for the GIL.
+            self.call_after_refresh(self._auto_start)
+
+    def _auto_start(self) -> None:
+        if self._generation == 0:  # nothing (recorded checks, r) started a run meanwhile
+            self.start_checks()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "build_demo":
+            return self.uses_demo_model()
+        return True
+
+    def _to_ui(self, fn, *args) -> None:
+        """From a worker thread: run ``fn`` on the UI thread, unless the app is closing."""
+        try:
+            self.app.call_from_thread(self._if_mounted, fn, *args)
+        except Exception:  # the app stopped while the worker was still running
+            pass
+
+    def _if_mounted(self, fn, *args) -> None:
+        if self.is_mounted and self.is_attached:
+            fn(*args)
+
+    # -- model choice ------------------------------------------------------------------
+    def uses_demo_model(self) -> bool:
+        choice = self.workspace.load_state().choices.get("model")
+        return choice in (None, "", "demo")
+
+    # -- checks ------------------------------------------------------------------------
+    def action_recheck(self) -> None:
+        self.start_checks()
+
+    def start_checks(self) -> None:
+        self._generation += 1
+        self._checks = []
+        self._checking = True
+        self._render_checks()
+        self._run_checks(self._generation)
+
+    @work(thread=True, exclusive=True, group="envcheck")
+    def _run_checks(self, generation: int) -> None:
+        from engine.envcheck import Check, run_checks
+
+        def arrived(check: Check) -> None:
+            self._to_ui(self._add_check, generation, check)
+
+        try:
+            checks = run_checks(self.workspace, probe=self.PROBE, on_check=arrived)
+        except Exception as exc:  # a probe's bug: show it as a failed check, not a crash
+            checks = [Check("checks", "fail", f"the checks crashed: {exc}", "report this bug")]
+            self._to_ui(self._add_check, generation, checks[0])
+        self._to_ui(self._finish_checks, generation, checks)
+
+    def _add_check(self, generation: int, check: Check) -> None:
+        if generation != self._generation:
+            return
+        self._checks.append(check)
+        self._render_checks()
+
+    def _finish_checks(self, generation: int, checks: list[Check]) -> None:
+        if generation != self._generation:
+            return
+        self.show_checks(checks, generation=generation)
+
+    def show_checks(self, checks: list[Check], *, generation: int | None = None) -> None:
+        """Show a finished list of checks (from a run, or recorded), and mark the step."""
+        from engine.envcheck import can_train
+
+        if generation is None:  # fed from outside: drop whatever a running worker sends
+            self._generation += 1
+            self._started = True
+        self._checks = list(checks)
+        self._checking = False
+        self._render_checks()
+        ok = can_train(self._checks)
+        self.mark_done(ok)
+        self.refresh_bindings()
+
+    @property
+    def checks(self) -> list[Check]:
+        return list(self._checks)
+
+    def _render_checks(self) -> None:
+        from engine.envcheck import can_train
+
+        self.query_one("#env-table", Static).update(checks_table(self._checks))
+        summary = self.query_one("#env-summary", Static)
+        if self._checking:
+            summary.update(Text(f"Checking… ({len(self._checks)} so far)", style="italic"))
+            return
+        if not self._checks:
+            summary.update("Press r to run the checks.")
+            return
+        fails = sum(c.status == "fail" for c in self._checks)
+        warns = sum(c.status == "warn" for c in self._checks)
+        counts = f"{len(self._checks)} checks: {fails} failed, {warns} warnings."
+        if can_train(self._checks):
+            text = Text(f"✓ Training can go ahead. {counts} ", style="green")
+            text.append("Next: ] opens the Data step.", style="")
+        else:
+            text = Text(f"✗ Training cannot go ahead: fix the ✗ lines. {counts}", "bold red")
+        summary.update(text)
+
+    # -- demo model --------------------------------------------------------------------
+    def action_build_demo(self) -> None:
+        if self._building or not self.uses_demo_model():
+            return
+        self._building = True
+        self._set_demo_status("Building the demo model…", busy=True)
+        self._build_demo()
+
+    @work(thread=True, exclusive=True, group="demo-model")
+    def _build_demo(self) -> None:
+        """Build in a child process (``xtuner-wizard demo-model --progress``): importing torch
+        here would hold the GIL for seconds and freeze the screen."""
+        import subprocess
+
+        from engine.cli.demo import command, parse_progress
+        from engine.xtuner_env import child_env
+
+        tail: list[str] = []
+        try:
+            proc = subprocess.Popen(
+                command(self.workspace.root),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=child_env(),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._to_ui(self._demo_done, None, exc.strerror or str(exc))
+            return
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            parsed = parse_progress(line)
+            if parsed is not None:
+                self._to_ui(self._demo_progress, *parsed)
+            elif line.strip():
+                tail = [*tail[-4:], line.strip()]
+        code = proc.wait()
+        if code == 0:
+            self._to_ui(self._demo_done, str(self.workspace.demo_model_dir), None)
+        else:
+            why = tail[-1] if tail else f"exit code {code}"
+            self._to_ui(self._demo_done, None, why)
+
+    def _demo_progress(self, stage: int, stages: int, message: str) -> None:
+        bar = self.query_one("#env-progress", ProgressBar)
+        bar.update(total=stages, progress=stage)
+        self._set_demo_status(f"Building the demo model: {message} ({stage}/{stages})", busy=True)
+
+    def _demo_done(self, path: str | None, error: str | None) -> None:
+        self._building = False
+        if error:
+            self._set_demo_status(f"✗ The demo model was not built: {error}", busy=False)
+            self.query_one("#env-demo", Static).add_class("busy")
+            return
+        if self.workspace.load_state().choices.get("model") in (None, ""):
+            self.workspace.set_choice("model", "demo")
+        self._set_demo_status(f"✓ Demo model ready: {self.workspace.rel(path)}", busy=False)
+        self.query_one("#env-demo", Static).add_class("busy")
+        self.start_checks()
+
+    def _set_demo_status(self, text: str, *, busy: bool) -> None:
+        demo = self.query_one("#env-demo", Static)
+        demo.update(text)
+        demo.set_class(busy, "busy")
+        self.query_one("#env-progress", ProgressBar).set_class(busy, "busy")

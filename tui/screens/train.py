@@ -1,16 +1,635 @@
-"""The Train step (placeholder until it is built)."""
+"""The Train step: start, follow, stop and resume a training run; cheap on a slow SSH link.
 
+The pane never talks to the trainer. The run is a detached process (engine.runs.launch) that
+writes files; a worker thread reads them (engine.runs.monitor.RunMonitor) plus the GPUs (NVML)
+and the host (psutil) about once a second, and posts one coalescing :class:`TrainTick` (a newer
+tick replaces one still queued). The handler updates only what changed; every live value sits in
+a widget that repaints only its changed characters, and the loss chart only appends columns.
+Quitting the wizard leaves the run training; opening the step again re-attaches to it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+from textual.worker import get_current_worker
 
 from tui.step import StepPane
+from tui.widgets.gpu_panel import GpuPanel
+from tui.widgets.live_lines import LiveLines
+from tui.widgets.loss_chart import LossChart
+
+POLL_S = 1.0  # how often the worker reads the run's files and the GPUs
+POLL_S_LOW_BANDWIDTH = 2.0  # on a slow link: 0.5 Hz
+HOST_EVERY = 5  # CPU/RAM every HOST_EVERY polls (they flicker and cost bytes)
+EVAL_LINES = 6  # the latest evaluation's answers: at most this many lines
+LOG_LINES = 4  # bounded log tail (iteration lines are drawn by the chart and metrics)
+
+
+# -- formatting (pure functions, unit-tested) ------------------------------------------------
+def hms(seconds: float | int | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def _log_seconds(stamp: str | None) -> float | None:
+    """``YYYY/MM/DD HH:MM:SS`` (mmengine's log time) -> seconds since the epoch (local time)."""
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        return time.mktime(time.strptime(stamp, "%Y/%m/%d %H:%M:%S"))
+    except ValueError:
+        return None
+
+
+def elapsed_seconds(snap: Any) -> float | None:
+    """From the first to the latest log line: not a clock, it moves only when the log does."""
+    start, last = _log_seconds(snap.started_at), _log_seconds(snap.last_log_at)
+    if start is None or last is None:
+        return None
+    return max(0.0, last - start)
+
+
+def progress_line(snap: Any) -> str:
+    """``iter 48/96 (50%) · epoch 1/3 · elapsed 0:00:12 · ETA 0:00:07`` (counters first: the
+    left edge of a changed line is what a partial repaint resends)."""
+    total = snap.max_iters
+    it = snap.iteration or 0
+    parts = []
+    if total:
+        parts.append(f"iter {it}/{total} ({100 * it // max(1, total)}%)")
+    else:
+        parts.append(f"iter {it}")
+    if snap.epoch is not None and snap.max_epochs:
+        parts.append(f"epoch {snap.epoch}/{snap.max_epochs}")
+    parts.append(f"elapsed {hms(elapsed_seconds(snap))}")
+    if snap.phase in ("training", "evaluating", "saving", "starting"):
+        parts.append(f"ETA {hms(snap.eta_seconds)}")
+    return " · ".join(parts)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "N/A" if value is None else format(value, fmt)
+
+
+def metrics_lines(snap: Any) -> list[str]:
+    """``loss 0.0423 · lr 1.07e-03 · grad_norm 0.146`` and ``0.107 s/it · tokens/s N/A``: two
+    short lines (they fit 80 columns; each resends only up to its last changed character)."""
+    first = " · ".join(
+        [
+            f"loss {_num(snap.last_loss, '.4f')}",
+            f"lr {_num(snap.lr, '.2e')}",
+            f"grad_norm {_num(snap.grad_norm, '.3f')}",
+        ]
+    )
+    # tokens/s only when honest (packed samples): the monitor leaves it None otherwise
+    second = [f"{_num(snap.iter_time, '.3f')} s/it", f"tokens/s {_num(snap.tokens_per_s, '.0f')}"]
+    if snap.memory_mb is not None:
+        second.append(f"GPU memory {snap.memory_mb / 1024:.1f} GB")
+    return [first, " · ".join(second)]
+
+
+# mmengine's console line: "11/29 01:50:22 - mmengine - INFO - message" (the year may be there)
+_LOGGED = re.compile(r"^(?:\d{4}/)?\d{2}/\d{2} (\d{2}:\d{2}:\d{2}) - \S+ - (\w+) - (.*)$")
+_PROBLEM = re.compile(r"(Error|Traceback|Killed|out of memory|No space left)", re.IGNORECASE)
+
+
+def visible_log_lines(tail: list[str], limit: int = LOG_LINES) -> list[str]:
+    """The log tail worth a look: mmengine's messages (iteration lines excepted: the chart and
+    the metrics show them) and anything that looks like an error; config dumps, progress bars
+    and the evaluation text (shown above) are left out."""
+    keep = []
+    for line in tail:
+        m = _LOGGED.match(line)
+        if m:
+            if not m.group(3).startswith("Iter("):
+                keep.append(f"{m.group(1)} {m.group(2)} {m.group(3)}")
+        elif _PROBLEM.search(line):
+            keep.append(line.strip())
+    return keep[-limit:]
+
+
+def last_round(samples: list[Any]) -> list[Any]:
+    """The samples of the latest evaluation (one per evaluation input)."""
+    if not samples:
+        return []
+    key = (samples[-1].iteration, getattr(samples[-1], "hook_point", ""))
+    out = []
+    for sample in reversed(samples):
+        if (sample.iteration, getattr(sample, "hook_point", "")) != key:
+            break
+        out.append(sample)
+    return out[::-1]
+
+
+def eval_title(samples: list[Any]) -> str:
+    if not samples:
+        return "answers: none yet (evaluated before training, every evaluation_freq, and after)"
+    last = samples[-1]
+    if last.iteration == 0:
+        where = "before training"
+    elif getattr(last, "hook_point", "") == "after_train":
+        where = f"after training, iter {last.iteration}"
+    else:
+        where = f"iter {last.iteration}"
+    rounds = len({(s.iteration, getattr(s, "hook_point", "")) for s in samples})
+    return f"answers {where} (evaluation {rounds}, as EvaluateChatHook prints them)"
+
+
+def eval_body(samples: list[Any], limit: int = EVAL_LINES) -> str:
+    """The latest evaluation's answers, at most ``limit`` lines (each sample's last lines)."""
+    shown = last_round(samples)
+    if not shown:
+        return ""
+    per = max(1, limit // len(shown))
+    lines: list[str] = []
+    for sample in shown:
+        text = [ln for ln in sample.text.splitlines() if ln.strip()]
+        lines.extend(text[-per:])
+    return "\n".join(lines[-limit:])
+
+
+# -- messages and data ------------------------------------------------------------------------
+@dataclass
+class TrainTick:
+    """What the worker read in one poll."""
+
+    record: Any = None  # engine.runs.records.RunRecord or None (no run yet)
+    snapshot: Any = None  # engine.runs.monitor.RunSnapshot or None
+    gpus: list[Any] = field(default_factory=list)
+    host: tuple[float | None, float | None, float | None] | None = None  # cpu %, RAM used/total GB
+    error: str | None = None
+
+
+class TickMessage(Message):
+    """A poll's result; a newer one replaces one still waiting in the queue."""
+
+    def __init__(self, tick: TrainTick) -> None:
+        super().__init__()
+        self.tick = tick
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TickMessage)
+
+
+class ConfirmStop(ModalScreen[bool]):
+    """Stop the run? No checkpoint is written on interrupt."""
+
+    DEFAULT_CSS = """
+    ConfirmStop { align: center middle; }
+    ConfirmStop > Vertical {
+        width: 60; height: auto; border: heavy $error; background: $surface; padding: 1 2;
+    }
+    ConfirmStop Horizontal { height: auto; margin-top: 1; }
+    ConfirmStop Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Stop it"),
+        Binding("n,escape", "answer(False)", "Keep training"),
+    ]
+
+    def __init__(self, run_id: str, checkpoint: str | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.checkpoint = checkpoint
+
+    def compose(self) -> ComposeResult:
+        since = (
+            f"The last checkpoint is {self.checkpoint}."
+            if self.checkpoint
+            else "No checkpoint has been written yet."
+        )
+        with Vertical():
+            yield Label(f"Stop run {self.run_id}?")
+            yield Static(
+                f"No checkpoint is written on stop: work since the last one is lost. {since}"
+            )
+            with Horizontal():
+                yield Button("Stop it (y)", id="confirm-stop", variant="error")
+                yield Button("Keep training (n)", id="cancel-stop")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed, "#confirm-stop")
+    def _yes(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#cancel-stop")
+    def _no(self) -> None:
+        self.dismiss(False)
 
 
 class TrainPane(StepPane):
     step_id = "train"
     title = "Train"
 
+    # No borders: a box-drawing cell is 3 bytes and every full paint re-sends them all.
+    DEFAULT_CSS = """
+    TrainPane #train-scroll { height: 1fr; }
+    TrainPane #train-head { height: 1; text-style: bold; }
+    TrainPane #train-progress { height: 1; }
+    TrainPane #train-metrics { height: 2; }
+    TrainPane .train-title { height: 1; color: $text-muted; text-style: bold; }
+    TrainPane LossChart { height: 7; }
+    TrainPane #train-gpus { height: auto; }
+    TrainPane #train-eval-text { height: 6; }
+    TrainPane #train-log { height: 4; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainPane #train-diagnosis { height: auto; color: $error; text-style: bold; display: none; }
+    TrainPane #train-diagnosis.shown { display: block; }
+    TrainPane #train-controls { height: 1; margin-top: 1; }
+    TrainPane #train-controls Button { margin-right: 2; }
+    TrainPane #train-command { height: auto; color: $text-muted; }
+    TrainPane #train-note { height: auto; color: $text-muted; }
+    """
+
+    BINDINGS = [
+        Binding("s", "start", "Start"),
+        Binding("x", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._record: Any = None
+        self._snapshot: Any = None
+        self._version: tuple[Any, ...] | None = None
+        self._shown: dict[str, Any] = {}  # what each plain widget shows now (compare first)
+        self._status: str | None = "unset"
+        self._following: str | None = None
+        self._poller: RunPoller | None = None
+        self.ticks = 0  # ticks handled (tests read it)
+
+    # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(
-            "The Train step is not built yet: use the command line (xtuner-wizard --help)."
+        with VerticalScroll(id="train-scroll"):
+            yield LiveLines(["No training run yet."], id="train-head")
+            yield LiveLines([""], id="train-progress")
+            yield LiveLines(["", ""], id="train-metrics")
+            yield Static("loss per iteration", classes="train-title")
+            yield LossChart(id="train-chart")
+            yield GpuPanel(id="train-gpus")
+            yield Static("", id="train-diagnosis", markup=False)
+            yield Static(eval_title([]), id="train-eval-title", classes="train-title", markup=False)
+            yield Static("", id="train-eval-text", markup=False)
+            yield Static("log", classes="train-title")
+            yield Static("", id="train-log", markup=False)
+            with Horizontal(id="train-controls"):
+                yield Button("Start (s)", id="train-start", variant="primary", compact=True)
+                yield Button("Stop (x)", id="train-stop", variant="error", compact=True)
+                yield Button("Resume (r)", id="train-resume", compact=True)
+            yield Static("", id="train-command", markup=False)
+            yield Static(
+                "q quits the wizard; a run goes on training. Open the wizard again (or run "
+                "`xtuner-wizard attach`) to follow it.",
+                id="train-note",
+            )
+
+    def on_mount(self) -> None:
+        self._show_command_preview()
+        if self.workspace.load_state().current_step == self.step_id:
+            # the wizard opens on this step: read the run now, so the first paint shows it
+            self.follow()
+
+    def on_step_shown(self) -> None:
+        self._show_command_preview()
+        if self._poller is None:
+            self.follow()
+
+    # -- the worker ------------------------------------------------------------------------------
+    @property
+    def poll_interval(self) -> float:
+        low = getattr(self.app, "low_bandwidth", False)
+        return POLL_S_LOW_BANDWIDTH if low else POLL_S
+
+    def follow(self, run_id: str | None = None) -> None:
+        """Show a run (default: the running one, else the latest) and keep following it.
+
+        The first poll is done here, before the pane is painted, so the first paint already
+        holds the whole history (one paint, not a blank pane and then a second one); the
+        worker thread does the next ones.
+        """
+        self._following = run_id
+        self._poller = poller = RunPoller(self.workspace, run_id)
+        self.show_tick(poller.poll())
+        self._monitor_runs(poller, self.poll_interval)
+
+    @work(thread=True, exclusive=True, group="train-monitor")
+    def _monitor_runs(self, poller: RunPoller, interval: float) -> None:
+        worker = get_current_worker()
+        try:
+            while not worker.is_cancelled:
+                deadline = time.monotonic() + interval
+                while not worker.is_cancelled and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if worker.is_cancelled:
+                    break
+                self.post_message(TickMessage(poller.poll()))
+        finally:
+            poller.close()
+
+    # -- rendering ---------------------------------------------------------------------------
+    def on_tick_message(self, message: TickMessage) -> None:
+        self.ticks += 1
+        self.show_tick(message.tick)
+
+    def show_tick(self, tick: TrainTick) -> None:
+        """Draw a tick; widgets whose content did not change are not touched."""
+        self._record = tick.record
+        self._snapshot = snap = tick.snapshot
+        host = tick.host or (None, None, None)
+        self.query_one(GpuPanel).show(tick.gpus, *host)
+        record = tick.record
+        if record is None or snap is None:
+            self._line("#train-head", "No training run yet: press s (Start) to train the config.")
+            self._set_rail(None)
+            return
+        state = _state_of(record, snap)
+        self._line("#train-head", f"{state} · run {record.id} · {Path(record.config).name}")
+        self._line("#train-progress", progress_line(snap))
+        self.query_one("#train-metrics", LiveLines).set_lines(metrics_lines(snap))
+        chart = self.query_one(LossChart)
+        if self._shown.get("chart-run") != record.id:
+            self._shown["chart-run"] = record.id
+            chart.reset(snap.max_iters or 0)
+        chart.set_points(snap.losses, max_iters=snap.max_iters)
+        self._static("#train-eval-title", eval_title(snap.eval_samples))
+        self._static("#train-eval-text", eval_body(snap.eval_samples))
+        self._static("#train-log", "\n".join(visible_log_lines(snap.log_tail)))
+        self._show_diagnosis(state, record, snap)
+        self._show_command(record)
+        if state in ("running", "starting"):
+            self._set_rail("running")
+        elif state in ("failed", "killed", "lost"):
+            self._set_rail("failed")
+        elif state == "succeeded":
+            self._set_rail(None)
+            if self._shown.get("done-run") != record.id:
+                self._shown["done-run"] = record.id
+                self.mark_done()
+        else:
+            self._set_rail(None)
+
+    def _line(self, selector: str, text: str) -> None:
+        self.query_one(selector, LiveLines).set_lines([text])
+
+    def _static(self, selector: str, text: str, *, layout: bool = False) -> None:
+        """Update a Static only when its text changed; ``layout`` only for auto-height ones
+        (the others have fixed sizes: a new text repaints them and nothing around them)."""
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            self.query_one(selector, Static).update(text, layout=layout)
+
+    def _set_rail(self, status: str | None) -> None:
+        if self._status != status:
+            self._status = status
+            self.set_status(status)
+
+    def _show_diagnosis(self, state: str, record: Any, snap: Any) -> None:
+        box = self.query_one("#train-diagnosis", Static)
+        text = ""
+        if state in ("failed", "killed", "lost"):
+            cause = snap.cause or getattr(record, "cause", None)
+            fix = snap.fix or getattr(record, "fix", None)
+            if not cause:
+                key = f"diagnosed:{record.id}"
+                if key not in self._shown:  # read the log once, not at every tick
+                    self._shown[key] = _diagnose_now(record)
+                cause, fix = self._shown[key]
+            text = f"Training failed: {cause or 'unknown cause'}"
+            if fix:
+                text += f"\nFix: {fix}"
+            if _checkpoint_of(snap):
+                text += "\nThen press r to resume from the last checkpoint."
+        elif state == "stopped":
+            text = "Stopped. Press r to resume from the last checkpoint, or s to start over."
+        if self._shown.get("diagnosis") != text:
+            self._shown["diagnosis"] = text
+            box.update(text)
+            box.set_class(bool(text), "shown")
+
+    def _show_command(self, record: Any) -> None:
+        text = f"$ {record.command}" if record is not None else ""
+        self._static("#train-command", text, layout=True)
+
+    def _show_command_preview(self) -> None:
+        if self._record is not None:
+            return
+        config = self.workspace.load_state().choices.get("config")
+        if not config:
+            text = "No config chosen yet: finish the Config step first."
+        else:
+            text = "Start runs: $ " + _preview_command(self.workspace, config)
+        self._static("#train-command", text, layout=True)
+
+    # -- controls ----------------------------------------------------------------------------
+    @on(Button.Pressed, "#train-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#train-stop")
+    def _stop_pressed(self) -> None:
+        self.action_stop()
+
+    @on(Button.Pressed, "#train-resume")
+    def _resume_pressed(self) -> None:
+        self.action_resume()
+
+    def action_start(self) -> None:
+        config = self.workspace.load_state().choices.get("config")
+        if not config:
+            self.notify("No config yet: finish the Config step first.", severity="error")
+            return
+        self._launch(lambda ws: _start(ws, config), "Training started")
+
+    def action_resume(self) -> None:
+        run_id = self._record.id if self._record is not None else None
+        self._launch(lambda ws: _resume(ws, run_id), "Resumed from the last checkpoint")
+
+    def action_stop(self) -> None:
+        record = self._record
+        if record is None or not record.active:
+            self.notify("No run is training.", severity="warning")
+            return
+        ckpt = _checkpoint_of(self._snapshot)
+        rel = self.workspace.rel(ckpt) if ckpt else None
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._stop(record.id)
+
+        self.app.push_screen(ConfirmStop(record.id, rel), answered)
+
+    def _launch(self, action, done_text: str) -> None:
+        from engine.errors import WizardError
+
+        try:
+            record = action(self.workspace)
+        except WizardError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self._record = record
+        self.notify(f"{done_text}: run {record.id}.\n$ {record.command}", timeout=6)
+        self.follow(record.id)
+
+    @work(thread=True, exclusive=True, group="train-stop")
+    def _stop(self, run_id: str) -> None:
+        from engine.errors import WizardError
+        from engine.runs.control import stop_run
+
+        self.app.call_from_thread(self.notify, f"Stopping run {run_id}...")
+        try:
+            stop_run(self.workspace, run_id)
+        except WizardError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
+        self.app.call_from_thread(self.notify, f"Run {run_id} stopped.")
+
+
+# -- engine calls (kept out of the class: small, and easy to read) ---------------------------
+class RunPoller:
+    """One poll of everything the pane shows: the run (found again when none is active), its
+    files, the GPUs, the host. Used by one thread at a time."""
+
+    def __init__(self, ws: Any, run_id: str | None = None) -> None:
+        from engine.gpu import GpuSampler
+
+        self.ws = ws
+        self.run_id = run_id
+        self.sampler = GpuSampler()
+        self.record: Any = None
+        self.monitor: Any = None
+        self.polls = 0
+        self.host: tuple[float | None, float | None, float | None] | None = None
+
+    def poll(self) -> TrainTick:
+        from engine.runs.monitor import RunMonitor
+
+        record = self.record
+        if record is None or (self.polls % 5 == 0 and not record.active):
+            # at start, then every few polls while no run is active (one may be started
+            # from the command line meanwhile)
+            found = _pick_run(self.ws, self.run_id)
+            if found is not None and (record is None or found.id != record.id):
+                self.monitor = RunMonitor.for_record(found)
+            if found is not None:
+                self.record = found
+        elif record.active and self.polls % 5 == 0:
+            self.record = _refresh(record)
+        snap = self.monitor.poll() if self.monitor is not None else None
+        if self.polls % HOST_EVERY == 0:
+            self.host = _host_sample()
+        self.polls += 1
+        return TrainTick(
+            record=self.record, snapshot=snap, gpus=self.sampler.sample(), host=self.host
         )
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+def _state_of(record: Any, snap: Any) -> str:
+    state = getattr(record, "state", None) or "starting"
+    if snap is not None and snap.state and snap.state not in ("starting", "running"):
+        state = snap.state
+    return state
+
+
+def _chart_title(snap: Any) -> str:
+    n = len(snap.losses)
+    if not n:
+        return "loss: waiting for the first logged iteration"
+    lo = min(v for _, v in snap.losses)
+    return f"loss per iteration · {n} points · last {snap.losses[-1][1]:.4f} · min {lo:.4f}"
+
+
+def _checkpoint_of(snap: Any) -> Path | None:
+    if snap is None or not snap.checkpoints:
+        return None
+    return snap.checkpoints[-1]
+
+
+def _pick_run(ws: Any, run_id: str | None) -> Any:
+    from engine.errors import WizardError
+    from engine.runs.records import get_run, list_runs
+
+    try:
+        if run_id:
+            return _refresh(get_run(ws, run_id))
+        runs = [_refresh(r) for r in list_runs(ws)]
+    except WizardError:
+        return None
+    if not runs:
+        return None
+    active = [r for r in runs if r.active]
+    return active[-1] if active else runs[-1]
+
+
+def _refresh(record: Any) -> Any:
+    try:
+        from engine.runs.control import refresh
+    except ImportError:  # pragma: no cover - the engine always has it
+        return record
+    try:
+        return refresh(record.reload())
+    except Exception:  # a record being rewritten: keep the one we have
+        return record
+
+
+def _diagnose_now(record: Any) -> tuple[str | None, str | None]:
+    from engine.runs.diagnose import diagnose
+
+    try:
+        text = Path(record.log_path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None, None
+    cause = diagnose(text, record.exit_code, config_path=record.config)
+    return (cause.message, cause.fix) if cause else (None, None)
+
+
+def _host_sample() -> tuple[float | None, float | None, float | None]:
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None, None, None
+    vm = psutil.virtual_memory()
+    gb = 1024**3
+    return (
+        float(round(psutil.cpu_percent(None))),
+        round(vm.used / gb, 1),
+        round(vm.total / gb, 1),
+    )
+
+
+def _preview_command(ws: Any, config: str) -> str:
+    from engine.runs.launch import human_command, work_dir_for
+
+    path = ws.path(config)
+    return human_command(ws, [str(path), "--work-dir", str(work_dir_for(ws, path))])
+
+
+def _start(ws: Any, config: str) -> Any:
+    from engine.runs.launch import start_run
+
+    return start_run(ws, config)
+
+
+def _resume(ws: Any, run_id: str | None) -> Any:
+    from engine.runs.launch import resume_run
+
+    return resume_run(ws, run_id)

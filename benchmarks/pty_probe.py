@@ -1,0 +1,103 @@
+"""Count the bytes a program writes to a pseudo-terminal, over time.
+
+The program runs under ``pty.fork()`` with the window size set by ``TIOCSWINSZ`` (as an SSH
+client would), and every ``os.read`` on the master side is timestamped. Nothing is ever written
+to the program except, optionally, keys at given times.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import termios
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PtyCapture:
+    chunks: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
+    raw: bytearray = field(default_factory=bytearray)
+    exit_status: int | None = None
+
+    def bytes_between(self, start: float, end: float) -> int:
+        return sum(n for t, n in self.chunks if start <= t < end)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.chunks)
+
+
+def run_in_pty(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cols: int = 120,
+    rows: int = 40,
+    duration: float = 20.0,
+    keys: list[tuple[float, bytes]] | None = None,
+    stop_when=None,
+    cwd: str | None = None,
+) -> PtyCapture:
+    """Run argv in a pty of cols x rows for `duration` s (or until `stop_when(elapsed)`)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        try:
+            # The size is known before the program starts, as with an SSH session.
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            if cwd:
+                os.chdir(cwd)
+            os.execvpe(argv[0], argv, env if env is not None else os.environ)
+        finally:
+            os._exit(127)
+    cap = PtyCapture()
+    pending = sorted(keys or [])
+    start = time.monotonic()
+    try:
+        while True:
+            now = time.monotonic() - start
+            if now >= duration or (stop_when is not None and stop_when(now)):
+                break
+            while pending and pending[0][0] <= now:
+                os.write(fd, pending.pop(0)[1])
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                cap.chunks.append((time.monotonic() - start, len(data)))
+                cap.raw.extend(data)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                cap.exit_status = status
+                break
+    finally:
+        if cap.exit_status is None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(50):
+                    # keep draining so the child can exit
+                    r, _, _ = select.select([fd], [], [], 0.05)
+                    if r:
+                        try:
+                            os.read(fd, 65536)
+                        except OSError:
+                            pass
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        cap.exit_status = status
+                        break
+                else:
+                    os.kill(pid, signal.SIGKILL)
+                    _, cap.exit_status = os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        os.close(fd)
+    return cap

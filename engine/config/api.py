@@ -1,0 +1,298 @@
+"""Render the tutorial's config from xtuner's built-in one, apply a profile, write it.
+
+The pipeline: the built-in file (what ``xtuner copy-cfg`` copies) -> the tutorial's edits
+(model path, data path, JSON loading, ``dataset_map_fn=None``, evaluation inputs) -> the
+profile's settings -> the user's ``--set`` overrides. Every edit goes through
+:class:`engine.config.render.ConfigSource` (ast positions), so the rest of the file stays
+what xtuner shipped.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.config.builtin import TUTORIAL_BASE, builtin_path
+from engine.config.estimate import (
+    ModelSize,
+    Pick,
+    Plan,
+    RunEstimate,
+    dataset_size,
+    estimate_run,
+    model_size,
+)
+from engine.config.profiles import (
+    PROFILES,
+    Hardware,
+    detect_hardware,
+    profile_settings,
+    resolve_profile,
+)
+from engine.config.render import Code, ConfigSource
+from engine.config.settings import (
+    WIZARD_KEYS,
+    apply_setting,
+    defined_names,
+    parse_assignment,
+    parse_value,
+    read_settings,
+)
+from engine.errors import WizardError
+
+if TYPE_CHECKING:
+    from engine.workspace import Workspace
+
+TUTORIAL_EVAL_INPUTS = ["请介绍一下你自己", "Please introduce yourself"]
+TUTORIAL_DATA_PATH = "datas/assistant.json"
+JSON_DATASET = 'dict(type=load_dataset, path="json", data_files=dict(train={var}))'
+
+
+@dataclass
+class RenderedConfig:
+    text: str
+    base_text: str
+    base_name: str
+    profile: str  # resolved: tutorial | cpu | qlora | lora
+    settings: dict[str, Any]
+    requested_profile: str = "auto"
+    notes: list[str] = field(default_factory=list)
+    pick: Pick | None = None
+    hardware: Hardware | None = None
+    size: ModelSize | None = None
+    demo: bool = False
+
+    @property
+    def default_filename(self) -> str:
+        return f"{self.base_name}_copy.py"
+
+    def settings_json(self) -> dict[str, Any]:
+        """The settings with code (``torch.float16``, ``SYSTEM_TEMPLATE.alpaca``) as text."""
+        return {k: (v.text if isinstance(v, Code) else v) for k, v in self.settings.items()}
+
+    def plan(self) -> Plan:
+        """The memory-relevant settings, for the estimate."""
+        s = self.settings
+        return Plan(
+            quantization=s.get("quantization"),
+            dtype=str(s.get("torch_dtype") or "float16"),
+            lora_r=s.get("lora_r"),
+            batch_size=int(s.get("batch_size") or 1),
+            max_length=int(s.get("max_length") or 2048),
+            checkpointing=bool(s.get("use_activation_checkpointing", True)),
+            attention="sdpa" if s.get("attn_implementation") == "sdpa" else "eager",
+        )
+
+
+def estimate_for(rendered: RenderedConfig, data_path: str | Path | None) -> RunEstimate | None:
+    """Memory per GPU, iterations and time of the rendered config (None: model size unknown).
+
+    The dataset's tokens are counted without a tokenizer (fast, approximate).
+    """
+    if rendered.size is None:
+        return None
+    s = rendered.settings
+    hw = rendered.hardware or Hardware()
+    gpu = hw.pairs()[0] if hw.gpus and rendered.profile != "cpu" else None
+    data = Path(data_path) if data_path else None
+    dataset = dataset_size(data) if data is not None and data.is_file() else None
+    epochs = s.get("max_epochs")
+    max_iters = s.get("max_iters")
+    return estimate_run(
+        rendered.size,
+        rendered.plan(),
+        gpu=gpu,
+        gpus=max(1, len(hw.gpus)) if gpu else 1,
+        dataset=dataset,
+        epochs=epochs if isinstance(epochs, (int, float)) else 3,
+        pack=bool(s.get("pack_to_max_length", True)),
+        max_iters=max_iters if isinstance(max_iters, int) else None,
+    )
+
+
+def _dataset_dict_name(src: ConfigSource) -> tuple[str, str | None]:
+    """The top-level dataset dict (``alpaca_en``) and the variable holding its path."""
+    for name, stmt in src.assignments().items():
+        value = stmt.value
+        if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Name):
+            continue
+        kws = {kw.arg: kw.value for kw in value.keywords}
+        kind = kws.get("type")
+        if kind is None or ast.unparse(kind) != "process_hf_dataset":
+            continue
+        inner = kws.get("dataset")
+        var = None
+        if isinstance(inner, ast.Call):
+            for kw in inner.keywords:
+                if kw.arg == "path" and isinstance(kw.value, ast.Name):
+                    var = kw.value.id
+        return name, var
+    raise WizardError(
+        "this base config does not train on a process_hf_dataset dataset",
+        where=src.name,
+        fix="pick a chat LoRA/QLoRA config such as internlm2_chat_1_8b_qlora_alpaca_e3",
+    )
+
+
+def apply_tutorial_edits(
+    src: ConfigSource, *, model_path: str, data_path: str, eval_inputs: list[str]
+) -> None:
+    """The tutorial's edits: PART 1 paths and questions, PART 3 JSON loading."""
+    if not src.has("pretrained_model_name_or_path"):
+        raise WizardError(
+            "this base config has no pretrained_model_name_or_path setting",
+            where=src.name,
+            fix="pick a chat LoRA/QLoRA config such as internlm2_chat_1_8b_qlora_alpaca_e3",
+        )
+    if not src.has_call(("model", "llm")):
+        raise WizardError(
+            "this base config does not fine-tune through xtuner's SupervisedFinetune "
+            "(model=dict(..., llm=dict(...)))",
+            where=src.name,
+            fix="pick a chat LoRA/QLoRA config such as internlm2_chat_1_8b_qlora_alpaca_e3",
+        )
+    src.set("pretrained_model_name_or_path", str(model_path))
+    dataset_name, path_var = _dataset_dict_name(src)
+    if path_var is None:
+        path_var = "data_path"
+        src.set(path_var, str(data_path), after="pretrained_model_name_or_path")
+    else:
+        src.set(path_var, str(data_path))
+    if src.has("evaluation_inputs"):
+        src.set("evaluation_inputs", list(eval_inputs))
+    src.set_kw((dataset_name,), "dataset", Code(JSON_DATASET.format(var=path_var)))
+    src.set_kw((dataset_name,), "dataset_map_fn", None)
+
+
+def _is_demo(model_path: Path, size: ModelSize | None) -> bool:
+    return (model_path / "demo-model.json").exists() or (size is not None and size.is_tiny)
+
+
+def render_config(
+    *,
+    model_path: str | Path,
+    data_path: str | Path,
+    profile: str = "auto",
+    base: str = TUTORIAL_BASE,
+    eval_inputs: Iterable[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    set_args: Iterable[str] | None = None,
+    system: str | None = None,
+    hardware: Hardware | None = None,
+) -> RenderedConfig:
+    """The tutorial's config for this model and dataset, under a profile.
+
+    ``overrides``: settings with Python values; ``set_args``: ``KEY=VALUE`` strings as typed
+    on the command line (parsed against the setting's current value). Unknown keys raise
+    :class:`WizardError` naming the close ones.
+    """
+    if profile not in PROFILES:
+        raise WizardError(
+            f"unknown profile {profile!r}",
+            where="--profile",
+            fix=f"use one of {', '.join(PROFILES)}",
+        )
+    base_file = builtin_path(base)
+    base_name = base_file.stem
+    base_text = base_file.read_text(encoding="utf-8")
+    src = ConfigSource(base_text, name=base_name)
+
+    model_dir = Path(model_path).expanduser()
+    size: ModelSize | None
+    if profile == "tutorial" and not (model_dir / "config.json").exists():
+        size = None  # the tutorial's own paths need not exist here
+    else:
+        size = model_size(model_dir)
+    demo = _is_demo(model_dir, size)
+
+    inputs = list(eval_inputs) if eval_inputs else list(TUTORIAL_EVAL_INPUTS)
+    if not all(isinstance(q, str) and q.strip() for q in inputs):
+        raise WizardError("evaluation inputs must be non-empty text", where="--eval")
+    apply_tutorial_edits(
+        src, model_path=str(model_path), data_path=str(data_path), eval_inputs=inputs
+    )
+
+    hw = hardware
+    if hw is None and profile in ("auto", "qlora", "lora"):
+        hw = detect_hardware()
+    # The estimate must size for the settings the run will have: the user's, the demo's.
+    wanted: dict[str, Any] = dict(overrides or {})
+    for item in set_args or ():
+        key, raw = parse_assignment(item)
+        try:
+            wanted[key] = parse_value(raw, read_settings(src).get(key), defined_names(src))
+        except WizardError:
+            continue  # reported when applied below
+    max_length = wanted.get("max_length") or (256 if demo else src.get("max_length"))
+    lora_r = wanted.get("lora_r") or src.get_kw(("model", "lora"), "r", 64)
+    resolved, pick = resolve_profile(
+        profile,
+        hw or Hardware(),
+        size or _default_size(),
+        max_length=max_length if isinstance(max_length, int) else 2048,
+        lora_r=lora_r if isinstance(lora_r, int) else 64,
+        max_batch=1 if demo and "batch_size" not in wanted else 16,
+    )
+    settings, notes = profile_settings(
+        resolved, size=size or _default_size(), pick=pick, demo=demo and resolved != "tutorial"
+    )
+    if system is not None:
+        settings["SYSTEM"] = system
+    for key, value in settings.items():
+        try:
+            apply_setting(src, key, value)
+        except WizardError as exc:
+            if key not in WIZARD_KEYS or "has no" not in exc.message:
+                raise
+            notes.append(f"{key} left alone: {exc.message}")  # e.g. no EvaluateChatHook
+    for key, value in (overrides or {}).items():
+        apply_setting(src, key, value)
+    for item in set_args or ():
+        key, raw = parse_assignment(item)
+        current = read_settings(src).get(key)
+        apply_setting(src, key, parse_value(raw, current, defined_names(src)))
+
+    return RenderedConfig(
+        text=src.text,
+        base_text=base_text,
+        base_name=base_name,
+        profile=resolved,
+        settings=read_settings(src),
+        requested_profile=profile,
+        notes=notes,
+        pick=pick,
+        hardware=hw,
+        size=size,
+        demo=demo,
+    )
+
+
+def _default_size() -> ModelSize:
+    from engine.config.estimate import INTERNLM2_CHAT_1_8B
+
+    return INTERNLM2_CHAT_1_8B
+
+
+def settings_of_text(text: str, name: str = "<config>") -> dict[str, Any]:
+    """The settings of any config text (a hand-edited one, the tutorial's listing)."""
+    return read_settings(ConfigSource(text, name=name))
+
+
+def write_config(
+    ws: Workspace, rendered: RenderedConfig, out: str | Path | None = None, *, force: bool = False
+) -> Path:
+    """Write the config into the workspace (a hand edit is never clobbered without force).
+
+    Default name: ``<base>_copy.py`` in the workspace root (the tutorial's). Records the
+    choice ``config`` (path relative to the workspace).
+    """
+    ws.ensure()
+    path = ws.path(out) if out is not None else ws.root / rendered.default_filename
+    if path.is_dir():
+        path = path / rendered.default_filename
+    ws.write_user_file(path, rendered.text, force=force)
+    ws.set_choice("config", ws.rel(path))
+    return path

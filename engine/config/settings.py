@@ -1,0 +1,379 @@
+"""The settings of a config, by name: read and written through :class:`ConfigSource`.
+
+Two kinds of keys:
+- top-level settings (``max_length``, ``lr``, ``SYSTEM``, ...): the file's own assignments;
+- wizard keys for things the built-in configs set deep inside dicts (``lora_r``,
+  ``quantization``, ``attn_implementation``, ``max_iters``, ...), each with a reader and a
+  writer that edit the right ``dict(...)`` call.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config.builtin import close_matches
+from engine.config.render import Code, ConfigSource, node_literal
+from engine.errors import WizardError
+
+MODEL = ("model",)
+LLM = ("model", "llm")
+LORA = ("model", "lora")
+EVAL_HOOK = ("custom_hooks", "[type=EvaluateChatHook]")
+LOGGER = ("default_hooks", "logger")
+DIST = ("env_cfg", "dist_cfg")
+OPTIM = ("optim_wrapper",)
+
+CPU_BF16_PATCH = (
+    '__import__("torch").cpu.is_bf16_supported = lambda *a, **k: False'
+    "  # xtuner 0.2.0 calls it; CPU torch has none"
+)
+OPTIM_WRAPPER_IMPORT = "from mmengine.optim import OptimWrapper"
+
+DTYPES = ("float16", "bfloat16", "float32")
+
+# One-line explanations (the tutorial's table, plus the wizard's keys); the form shows them.
+EXPLAIN: dict[str, str] = {
+    "pretrained_model_name_or_path": "the model folder to fine-tune",
+    "max_length": "most tokens per sample; longer ones are cut",
+    "pack_to_max_length": "pack several short samples into one of max_length (faster)",
+    "batch_size": "samples per GPU per step",
+    "accumulative_counts": "backward passes per optimizer step (gradient accumulation)",
+    "dataloader_num_workers": "processes loading data",
+    "max_epochs": "passes over the dataset",
+    "lr": "learning rate",
+    "warmup_ratio": "share of training spent warming the learning rate up",
+    "weight_decay": "weight decay (regularisation)",
+    "max_norm": "gradient clipping norm",
+    "save_steps": "save a checkpoint every N iterations",
+    "save_total_limit": "checkpoints kept (-1: all)",
+    "evaluation_freq": "ask the evaluation questions every N iterations",
+    "evaluation_inputs": "questions asked during training to watch the answers change",
+    "SYSTEM": "system prompt used when asking the evaluation questions",
+    "lora_r": "LoRA rank: size of the trained adapter",
+    "lora_alpha": "LoRA scaling (alpha / r multiplies the adapter)",
+    "lora_dropout": "dropout inside the adapter",
+    "quantization": "nf4: load the base in 4 bits (QLoRA, least memory); None: full precision",
+    "torch_dtype": "precision the base model is loaded in",
+    "amp": "mixed precision of the optimizer wrapper (None: plain fp32, for CPUs)",
+    "attn_implementation": "attention kernel: sdpa is faster; None leaves xtuner's choice",
+    "use_activation_checkpointing": "recompute activations in backward: less memory, ~30% slower",
+    "max_iters": "stop after N iterations (None: train max_epochs)",
+    "max_new_tokens": "longest evaluation answer, in tokens (None: 600)",
+    "logger_interval": "log a line every N iterations",
+    "dist_backend": "distributed backend: nccl on GPUs, gloo on CPUs",
+    "cpu_bf16_patch": "patch torch.cpu.is_bf16_supported (xtuner 0.2.0 needs it on CPUs)",
+}
+
+
+@dataclass(frozen=True)
+class WizardKey:
+    get: Callable[[ConfigSource], Any]
+    set: Callable[[ConfigSource, Any], None]
+    kind: type | tuple[type, ...] | None = None  # accepted value types (None allowed always)
+
+
+def _kw(path: tuple[str, ...], key: str, default: Any = None, *, drop_default: bool = False):
+    def get(src: ConfigSource) -> Any:
+        return src.get_kw(path, key, default)
+
+    def put(src: ConfigSource, value: Any) -> None:
+        if not src.has_call(path):
+            raise WizardError(
+                f"this base config has no {'/'.join(path)} to set {key} in",
+                where=src.name,
+                fix="pick another base config or leave the setting alone",
+            )
+        if value is None or (drop_default and value == default):
+            src.remove_kw(path, key)
+        else:
+            src.set_kw(path, key, value)
+
+    return get, put
+
+
+def _dtype_code(name: str) -> Code:
+    return Code(f"torch.{name}")
+
+
+def _get_dtype(src: ConfigSource) -> str | None:
+    value = src.get_kw(LLM, "torch_dtype")
+    if isinstance(value, Code) and value.text.startswith("torch."):
+        return value.text.split(".", 1)[1]
+    return None if value is None else str(value)
+
+
+def _set_dtype(src: ConfigSource, value: str | None) -> None:
+    if value is None:
+        src.remove_kw(LLM, "torch_dtype")
+        return
+    src.set_kw(LLM, "torch_dtype", _dtype_code(value))
+    if src.has_call((*LLM, "quantization_config")):
+        src.set_kw((*LLM, "quantization_config"), "bnb_4bit_compute_dtype", _dtype_code(value))
+
+
+def _get_quant(src: ConfigSource) -> str | None:
+    q = (*LLM, "quantization_config")
+    if not src.has_call(q):
+        return None
+    if src.get_kw(q, "load_in_4bit"):
+        return src.get_kw(q, "bnb_4bit_quant_type", "nf4")
+    if src.get_kw(q, "load_in_8bit"):
+        return "int8"
+    return None
+
+
+def _quant_block(kind: str, dtype: str) -> Code:
+    four = kind in ("nf4", "fp4")
+    lines = [
+        "dict(",
+        "            type=BitsAndBytesConfig,",
+        f"            load_in_4bit={four},",
+        f"            load_in_8bit={not four},",
+        "            llm_int8_threshold=6.0,",
+        "            llm_int8_has_fp16_weight=False,",
+        f"            bnb_4bit_compute_dtype=torch.{dtype},",
+        "            bnb_4bit_use_double_quant=True,",
+        f'            bnb_4bit_quant_type="{kind if four else "nf4"}",',
+        "        )",
+    ]
+    return Code("\n".join(lines))
+
+
+def _set_quant(src: ConfigSource, value: str | None) -> None:
+    if value is None:
+        src.remove_kw(LLM, "quantization_config")
+        return
+    if value not in ("nf4", "fp4", "int8"):
+        raise WizardError(
+            f"quantization must be nf4, fp4, int8 or None, not {value!r}",
+            where="--set quantization",
+            fix="use --set quantization='nf4' or --set quantization=None",
+        )
+    if _get_quant(src) == value:
+        return
+    if "BitsAndBytesConfig" not in src.text:
+        src.insert_after_imports("from transformers import BitsAndBytesConfig")
+    src.set_kw(LLM, "quantization_config", _quant_block(value, _get_dtype(src) or "float16"))
+
+
+def _get_amp(src: ConfigSource) -> str | None:
+    kind = src.get_kw(OPTIM, "type")
+    if isinstance(kind, Code) and kind.text == "AmpOptimWrapper":
+        return src.get_kw(OPTIM, "dtype", "float16")
+    return None
+
+
+def _set_amp(src: ConfigSource, value: str | None) -> None:
+    if value is None:
+        if _get_amp(src) is None:
+            return
+        src.insert_after_imports(OPTIM_WRAPPER_IMPORT)
+        src.set_kw(OPTIM, "type", Code("OptimWrapper"))
+        src.remove_kw(OPTIM, "loss_scale")
+        src.remove_kw(OPTIM, "dtype")
+        return
+    if value not in DTYPES:
+        raise WizardError(
+            f"amp must be one of {', '.join(DTYPES)} or None, not {value!r}",
+            where="--set amp",
+            fix="use --set amp='bfloat16'",
+        )
+    if _get_amp(src) is None:
+        src.set_kw(OPTIM, "type", Code("AmpOptimWrapper"))
+        src.remove_line(OPTIM_WRAPPER_IMPORT)
+        src.set_kw(OPTIM, "loss_scale", "dynamic")
+    src.set_kw(OPTIM, "dtype", value)
+
+
+def _get_max_iters(src: ConfigSource) -> int | None:
+    return src.get_kw(("train_cfg",), "max_iters")
+
+
+def _set_max_iters(src: ConfigSource, value: int | None) -> None:
+    path = ("train_cfg",)
+    if value is None:
+        if src.get_kw(path, "max_iters") is None:
+            return
+        src.remove_kw(path, "max_iters")
+        src.set_kw(path, "max_epochs", Code("max_epochs"))
+        return
+    if not isinstance(value, int) or value < 1:
+        raise WizardError(
+            f"max_iters must be a whole number >= 1, not {value!r}",
+            where="--set max_iters",
+            fix="use --set max_iters=2",
+        )
+    src.remove_kw(path, "max_epochs")
+    src.set_kw(path, "max_iters", value)
+
+
+def _get_patch(src: ConfigSource) -> bool:
+    return CPU_BF16_PATCH in src.text
+
+
+def _set_patch(src: ConfigSource, value: bool) -> None:
+    if value:
+        src.insert_after_imports(CPU_BF16_PATCH)
+    else:
+        src.remove_line(CPU_BF16_PATCH)
+
+
+def _make_wizard_keys() -> dict[str, WizardKey]:
+    keys: dict[str, WizardKey] = {}
+    for name, path, key, default, kind, drop in (
+        ("lora_r", LORA, "r", None, int, False),
+        ("lora_alpha", LORA, "lora_alpha", None, (int, float), False),
+        ("lora_dropout", LORA, "lora_dropout", None, (int, float), False),
+        ("attn_implementation", LLM, "attn_implementation", None, str, False),
+        ("use_activation_checkpointing", MODEL, "use_activation_checkpointing", True, bool, True),
+        ("max_new_tokens", EVAL_HOOK, "max_new_tokens", None, int, False),
+        ("logger_interval", LOGGER, "interval", None, int, False),
+        ("dist_backend", DIST, "backend", None, str, False),
+    ):
+        get, put = _kw(path, key, default, drop_default=drop)
+        keys[name] = WizardKey(get, put, kind)
+    keys["quantization"] = WizardKey(_get_quant, _set_quant, str)
+    keys["torch_dtype"] = WizardKey(_get_dtype, _set_dtype, str)
+    keys["amp"] = WizardKey(_get_amp, _set_amp, str)
+    keys["max_iters"] = WizardKey(_get_max_iters, _set_max_iters, int)
+    keys["cpu_bf16_patch"] = WizardKey(_get_patch, _set_patch, bool)
+    return keys
+
+
+WIZARD_KEYS = _make_wizard_keys()
+
+
+def _settable_top_level(src: ConfigSource) -> dict[str, ast.expr]:
+    """Top-level assignments that are settings (no calls inside: not model/dataset dicts)."""
+    found = {}
+    for name, stmt in src.assignments().items():
+        if any(isinstance(n, ast.Call) for n in ast.walk(stmt.value)):
+            continue
+        found[name] = stmt.value
+    return found
+
+
+def known_keys(src: ConfigSource) -> list[str]:
+    return list(_settable_top_level(src)) + list(WIZARD_KEYS)
+
+
+def read_settings(src: ConfigSource) -> dict[str, Any]:
+    """Every setting of a config: top-level ones in file order, then the wizard keys."""
+    values: dict[str, Any] = {
+        name: node_literal(node) for name, node in _settable_top_level(src).items()
+    }
+    for name, key in WIZARD_KEYS.items():
+        try:
+            values[name] = key.get(src)
+        except KeyError:
+            values[name] = None
+    return values
+
+
+def defined_names(src: ConfigSource) -> set[str]:
+    """Names a config defines at top level (imports and assignments)."""
+    names: set[str] = set()
+    for stmt in src.tree.body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+        elif isinstance(stmt, ast.Assign):
+            names.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    return names
+
+
+def parse_value(raw: str, current: Any = None, names: set[str] | None = None) -> Any:
+    """A ``--set`` value: a Python literal; bare text where the setting holds text."""
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    if isinstance(current, str):
+        return raw
+    try:
+        expr = ast.parse(raw, mode="eval").body
+    except SyntaxError:
+        expr = None
+    root = expr
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    if (
+        isinstance(current, Code)
+        and isinstance(root, ast.Name)
+        and (names is None or root.id in names)
+    ):
+        return Code(raw)  # e.g. SYSTEM=SYSTEM_TEMPLATE.alpaca, optim_type=AdamW
+    raise WizardError(
+        f"{raw!r} is not a Python value",
+        where="--set",
+        fix="write numbers as 2e-4, text in quotes ('text'), True/False/None",
+    )
+
+
+def apply_setting(src: ConfigSource, key: str, value: Any) -> None:
+    """Set one setting; an unknown key names the close ones."""
+    if key in WIZARD_KEYS:
+        wk = WIZARD_KEYS[key]
+        if (
+            value is not None
+            and wk.kind is not None
+            and not isinstance(value, wk.kind)
+            or (wk.kind in (int, (int, float)) and isinstance(value, bool))
+        ):
+            raise WizardError(
+                f"{key} does not take {value!r}",
+                where=f"--set {key}",
+                fix=EXPLAIN.get(key, "see `xtuner-wizard config --help`"),
+            )
+        try:
+            wk.set(src, value)
+        except KeyError as exc:
+            raise WizardError(
+                f"this base config has no {exc.args[0] if exc.args else 'place'} to set {key} in",
+                where=src.name,
+                fix="pick another base config or leave the setting alone",
+            ) from None
+        return
+    settable = _settable_top_level(src)
+    if key not in settable:
+        near = close_matches(key, known_keys(src))
+        hint = f"did you mean {', '.join(near)}?" if near else "see the config's PART 1"
+        raise WizardError(f"unknown setting {key!r}", where=f"--set {key}", fix=hint)
+    current = node_literal(settable[key])
+    if (
+        value is not None
+        and not isinstance(current, Code)
+        and current is not None
+        and not _compatible(current, value)
+    ):
+        raise WizardError(
+            f"{key} holds {type(current).__name__}, not {type(value).__name__} ({value!r})",
+            where=f"--set {key}",
+            fix=f"e.g. --set {key}={current!r}",
+        )
+    src.set(key, value)
+
+
+def _compatible(current: Any, value: Any) -> bool:
+    if isinstance(current, bool) or isinstance(value, bool):
+        return isinstance(current, bool) and isinstance(value, bool)
+    if isinstance(current, (int, float)) and isinstance(value, (int, float)):
+        return True
+    if isinstance(value, Code):
+        return True
+    return isinstance(value, type(current)) or isinstance(current, type(value))
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` from the command line."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise WizardError(
+            f"{text!r} is not KEY=VALUE",
+            where="--set",
+            fix="e.g. --set max_length=1024 --set SYSTEM='You are helpful.'",
+        )
+    return key, raw.strip()

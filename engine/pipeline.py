@@ -1,0 +1,161 @@
+"""run-all: every step of the tutorial in order, headless, on a real model or the demo one.
+
+Each step calls the same engine function the wizard's screens and the other commands call;
+this module only chooses sizes and strings them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import WizardError
+from engine.workspace import Workspace
+
+Say = Callable[[str], None]
+
+# The tutorial's first question: the one its before/after table shows.
+IDENTITY_PROMPT = "请介绍一下你自己"
+
+# The demo model is tiny and trains on a CPU: the tutorial's data style with n=50 gives 102
+# records that pack into ~96 iterations of 256 tokens, enough for it to learn the answers
+# exactly (see ../shared/notes/xtuner-on-cpu.md); n=8000 would take hours on a CPU.
+DEMO_DATA = {"style": "tutorial", "n": 50}
+
+
+@dataclass
+class RunAllResult:
+    model: Path
+    dataset: Path
+    config: Path
+    run_id: str
+    merged: Path
+    prompt: str
+    answer: str
+
+
+def resolve_model(ws: Workspace, model: str | None, say: Say) -> tuple[Path, bool]:
+    """The model folder to fine-tune and whether it is the demo model (built on demand)."""
+    from engine.demo import ensure_demo_model
+
+    if model in (None, "", "demo"):
+        say("model: the demo model (tiny InternLM2, random weights; builds offline in seconds)")
+        path = ensure_demo_model(ws)
+        ws.set_choice("model", "demo")
+        return path, True
+    path = Path(model).expanduser().resolve()
+    if not (path / "config.json").is_file():
+        raise WizardError(
+            "is not a model folder (no config.json)",
+            where=str(path),
+            fix="point --model at a Hugging Face model folder (e.g. internlm2-chat-1_8b), or use --model demo",
+        )
+    ws.set_choice("model", str(path))
+    return path, False
+
+
+def run_all(
+    ws: Workspace,
+    *,
+    name: str,
+    model: str | None = "demo",
+    profile: str = "auto",
+    style: str | None = None,
+    n: int | None = None,
+    max_iters: int | None = None,
+    force: bool = False,
+    say: Say = print,
+) -> RunAllResult:
+    from engine.chat.base import load_engine
+    from engine.config import render_config, write_config
+    from engine.data import IdentityFacts, build_dataset, record_choice, write_dataset
+    from engine.export import convert_and_merge
+    from engine.runs import get_run, start_run
+
+    ws.ensure()
+    model_path, is_demo = resolve_model(ws, model, say)
+    ws.mark_done("environment")
+
+    # 1. data
+    if is_demo and style is None and n is None:
+        style, n = DEMO_DATA["style"], DEMO_DATA["n"]
+        say(
+            f"data: demo sizing, tutorial style with n={n} (the demo model learns it in ~100 iterations)"
+        )
+    bundle = build_dataset(style or "varied", IdentityFacts(name=name), n=n)
+    written = write_dataset(ws, bundle, force=force)
+    record_choice(ws, written, IdentityFacts(name=name))
+    say(f"data: wrote {ws.rel(written.path)} ({written.records} records)")
+
+    # 2. config
+    overrides = {"max_iters": max_iters} if max_iters else None
+    rendered = render_config(
+        model_path=str(model_path),
+        data_path=str(written.path),
+        profile=profile,
+        overrides=overrides,
+    )
+    config_path = write_config(ws, rendered, force=force)
+    ws.mark_done("config")
+    say(f"config: wrote {ws.rel(config_path)} (profile {rendered.profile})")
+    for note in rendered.notes:
+        say(f"config: {note}")
+
+    # 3. train (detached: it survives this process)
+    record = start_run(ws, config_path)
+    say(f"train: run {record.id} started: {record.command}")
+    say(
+        f"train: follow it with `xtuner-wizard attach {record.id}`; it goes on if this process dies"
+    )
+    record = _follow(ws, record.id, say)
+    if not record.succeeded:
+        raise WizardError(
+            f"training run {record.id} {record.state}: {record.cause or 'see its log'}",
+            where=str(record.log_path),
+            fix=record.fix or "read the log, fix the config, then `xtuner-wizard resume`",
+        )
+    ws.mark_done("train")
+    record = get_run(ws, record.id)
+
+    # 4. convert + merge
+    merged = convert_and_merge(
+        ws, run=record.id, progress=lambda phase, detail: say(f"merge: {phase}: {detail}")
+    )
+    ws.mark_done("merge")
+    say(f"merge: {ws.rel(merged)}")
+
+    # 5. chat
+    engine = load_engine("hf", merged, template=record.config)
+    try:
+        answer = engine.chat([{"role": "user", "content": IDENTITY_PROMPT}], max_new_tokens=64)
+    finally:
+        engine.close()
+    ws.mark_done("chat")
+    say(f"chat: {IDENTITY_PROMPT}")
+    say(f"chat: {answer}")
+    return RunAllResult(
+        model_path, written.path, config_path, record.id, merged, IDENTITY_PROMPT, answer
+    )
+
+
+def _follow(ws: Workspace, run_id: str, say: Say):
+    """Wait for the run, reporting progress every tenth of the way."""
+    from engine.runs import get_run, wait_run
+    from engine.runs.monitor import RunMonitor
+
+    monitor = RunMonitor.for_record(get_run(ws, run_id))
+    last = -1
+    while True:
+        record = wait_run(ws, run_id, timeout=2.0)
+        snap = monitor.poll()
+        if (
+            snap.iteration is not None
+            and snap.max_iters
+            and snap.iteration - last >= max(1, snap.max_iters // 10)
+        ):
+            last = snap.iteration
+            loss = f"{snap.last_loss:.4f}" if snap.last_loss is not None else "-"
+            say(f"train: iter {snap.iteration}/{snap.max_iters} loss {loss}")
+        if not record.active:
+            return record

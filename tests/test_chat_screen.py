@@ -1,0 +1,117 @@
+"""The Chat pane: streamed answers, stop, before/after (real demo models; slow ones need a merge)."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Input, Static, TabbedContent
+
+from tui.app import WizardApp
+
+SIZE = (120, 40)
+
+
+def _text(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).content)
+
+
+async def _ask(pilot, app, text: str) -> None:
+    box = app.query_one("#chat-input", Input)
+    box.focus()
+    box.value = text
+    await pilot.press("enter")
+
+
+async def _wait_idle(pilot, pane, seconds: float = 600) -> None:
+    for _ in range(int(seconds / 0.1)):
+        await pilot.pause(0.1)
+        if not pane._busy:
+            return
+    raise AssertionError("the answer never finished")
+
+
+async def test_chat_pane_without_a_merged_model(workspace):
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_step("chat")
+        await pilot.pause()
+        assert "No merged model yet" in _text(app, "#chat-status")
+        assert "No evaluation yet" in _text(app, "#eval-summary")
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory):
+    from merge_chat_support import merged_workspace
+
+    ws, _ = merged_workspace(tmp_path_factory.getbasetemp() / "h5-merged")
+    return ws
+
+
+@pytest.mark.slow
+async def test_chat_streams_tokens_multi_turn_and_clear(merged):
+    from merge_chat_support import IDENTITY_PROMPT, NAME
+
+    app = WizardApp(merged.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_step("chat")
+        pane = app.query_one("ChatPane")
+        await pilot.pause()
+        await _ask(pilot, app, IDENTITY_PROMPT)
+        partial = set()
+        for _ in range(6000):
+            await pilot.pause(0.1)
+            current = _text(app, "#chat-current")
+            if current.startswith("assistant: ") and len(current) > len("assistant: "):
+                partial.add(current)
+            if not pane._busy:
+                break
+        history = _text(app, "#chat-history")
+        assert f"you: {IDENTITY_PROMPT}" in history and NAME in history
+        assert partial, "no streamed text was shown before the answer ended"
+        assert any(NAME not in p for p in partial) or len(partial) > 1  # shown in pieces
+        assert "tokens" in _text(app, "#chat-status")
+        # a second turn goes with the history
+        await _ask(pilot, app, "你在实战营做什么")
+        await _wait_idle(pilot, pane)
+        assert len(pane._history) == 4 and pane._history[2]["content"] == "你在实战营做什么"
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert pane._history == [] and _text(app, "#chat-history") == ""
+        assert "chat" in merged.load_state().done
+
+
+@pytest.mark.slow
+async def test_stop_ends_a_long_answer(merged):
+    app = WizardApp(merged.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_step("chat")
+        pane = app.query_one("ChatPane")
+        app.query_one("#chat-tabs", TabbedContent).active = "tab-ba"
+        app.query_one("#chat-max", Input).value = "1000"
+        await pilot.pause()
+        await _ask(pilot, app, "请介绍一下你自己")  # the untrained base rambles for ~180 tokens
+        for _ in range(6000):
+            await pilot.pause(0.1)
+            if len(_text(app, "#ba-base")) > 20:
+                break
+        await pilot.press("ctrl+s")
+        await _wait_idle(pilot, pane)
+        assert "[stopped]" in _text(app, "#ba-base-label")
+        assert _text(app, "#ba-tuned") == "> 请介绍一下你自己\n"  # stop also skips the tuned side
+
+
+@pytest.mark.slow
+def test_before_after_snapshot(merged, snap_compare):
+    app = WizardApp(merged.root)
+
+    async def run_before(pilot) -> None:
+        app.query_one("#title-bar", Static).update("xtuner-wizard  ·  ~/workspace")
+        app.open_step("chat")
+        app.query_one("#chat-tabs", TabbedContent).active = "tab-ba"
+        app.query_one("#chat-max", Input).value = "24"
+        await pilot.pause()
+        await _ask(pilot, app, "请介绍一下你自己")
+        await _wait_idle(pilot, app.query_one("ChatPane"))
+        app.query_one("#chat-input", Input).blur()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,331 @@
+"""The Config step's engine: ast edits, the tutorial's edits, profiles, --set, writing."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from engine.config import (
+    TUTORIAL_BASE,
+    builtin_path,
+    diff_text,
+    list_builtin,
+    render_config,
+    settings_of_text,
+    write_config,
+)
+from engine.config.diff import changed_lines
+from engine.config.profiles import Gpu, Hardware
+from engine.config.render import Code, ConfigSource
+from engine.errors import HandEditedError, WizardError
+
+SEED = Path("/work/shared/seed/000_eaf7a5d0abacac34.txt")
+TUTORIAL_MODEL = "/root/InternLM/XTuner/Shanghai_AI_Laboratory/internlm2-chat-1_8b"
+TUTORIAL_DATA = "datas/assistant.json"
+H200 = Hardware([Gpu("NVIDIA H200", 139.8)], "test")
+GPU_8GB = Hardware([Gpu("NVIDIA GeForce RTX 3070", 8.0)], "test")
+
+# internlm2-chat-1_8b's config.json (dimensions only: profiles read sizes, never weights)
+INTERNLM2_1_8B_CONFIG = {
+    "architectures": ["InternLM2ForCausalLM"],
+    "model_type": "internlm2",
+    "hidden_size": 2048,
+    "num_hidden_layers": 24,
+    "intermediate_size": 8192,
+    "vocab_size": 92544,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+}
+
+
+def tutorial_listing() -> str:
+    """The tutorial's own edited config (the listing in the seed)."""
+    text = SEED.read_text(encoding="utf-8")
+    start = text.index("<summary>internlm2_chat_1_8b_qlora_alpaca_e3_copy.py</summary>")
+    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
+    assert block is not None
+    return block.group(1)
+
+
+@pytest.fixture
+def big_model(tmp_path: Path) -> Path:
+    d = tmp_path / "internlm2-chat-1_8b"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(INTERNLM2_1_8B_CONFIG))
+    return d
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    p = tmp_path / "assistant.json"
+    rec = {"conversation": [{"input": "请介绍一下你自己", "output": "我是伍鲜同志的小助手"}]}
+    p.write_text(json.dumps([rec] * 10, ensure_ascii=False), encoding="utf-8")
+    return p
+
+
+# -- the ast editor -----------------------------------------------------------------------
+SAMPLE = """\
+import torch
+x = 1  # keep me
+name = "中文"
+inline = dict(type=A, a=1, b=2)
+exploded = dict(
+    type=B,
+    inner=dict(
+        c=3,
+        d="é",
+    ),
+)
+hooks = [dict(type=H1, n=1), dict(type=H2, n=2)]
+"""
+
+
+def test_source_set_keeps_everything_else():
+    src = ConfigSource(SAMPLE)
+    src.set("x", 2)
+    src.set("name", "新的")
+    assert src.text.splitlines()[1] == "x = 2  # keep me"
+    assert src.get("name") == "新的"
+    assert src.text.replace("x = 2", "x = 1").replace('"新的"', '"中文"') == SAMPLE
+
+
+def test_source_keywords_inline_and_exploded():
+    src = ConfigSource(SAMPLE)
+    src.set_kw(("inline",), "c", 3)  # added inline
+    src.set_kw(("exploded", "inner"), "e", Code("torch.float32"))  # added on its own line
+    src.set_kw(("exploded", "inner"), "d", "ü")  # after a multi-byte column
+    src.set_kw(("hooks", "[type=H2]"), "n", 5)
+    assert "inline = dict(type=A, a=1, b=2, c=3)" in src.text
+    assert '        d="ü",\n        e=torch.float32,\n    ),' in src.text
+    assert "dict(type=H2, n=5)" in src.text
+    assert src.remove_kw(("inline",), "a")
+    assert src.remove_kw(("inline",), "c")  # the last one: takes the comma before it
+    assert "inline = dict(type=A, b=2)" in src.text
+    assert src.remove_kw(("exploded",), "inner")  # a multi-line keyword, whole lines
+    assert "exploded = dict(\n    type=B,\n)" in src.text
+    assert not src.remove_kw(("exploded",), "missing")
+    ast.parse(src.text)
+
+
+def test_source_refuses_broken_python():
+    with pytest.raises(WizardError, match="not valid Python"):
+        ConfigSource("x = (", name="c.py")
+
+
+# -- built-ins ------------------------------------------------------------------------------
+def test_builtin_list_matches_xtuner():
+    from xtuner.configs import cfgs_name_path  # xtuner's own mapping (no heavy imports)
+
+    assert list_builtin() == sorted(cfgs_name_path)
+    assert TUTORIAL_BASE in list_builtin("InternLM2_chat_1_8b")
+    assert all("qwen" in n.lower() for n in list_builtin("qwen"))
+    assert builtin_path(TUTORIAL_BASE) == Path(cfgs_name_path[TUTORIAL_BASE])
+
+
+def test_unknown_base_names_close_ones():
+    with pytest.raises(WizardError) as err:
+        builtin_path("internlm2_chat_1_8b_qlora_alpaca_e4")
+    assert "internlm2_chat_1_8b_qlora_alpaca_e3" in str(err.value)
+
+
+# -- the tutorial's profile equals the tutorial's listing ---------------------------------
+def test_tutorial_profile_equals_the_seed_listing_setting_by_setting():
+    rendered = render_config(model_path=TUTORIAL_MODEL, data_path=TUTORIAL_DATA, profile="tutorial")
+    expected = settings_of_text(tutorial_listing(), "seed")
+    assert rendered.settings == expected
+    assert rendered.settings["pretrained_model_name_or_path"] == TUTORIAL_MODEL
+    assert rendered.settings["lr"] == 2e-4 and rendered.settings["accumulative_counts"] == 16
+    assert rendered.settings["quantization"] == "nf4" and rendered.settings["amp"] == "float16"
+    # and every dict the trainer builds (model, dataset, optimizer, hooks) as well
+    seed_src, ours = ConfigSource(tutorial_listing()), ConfigSource(rendered.text)
+    assert seed_src.names() == ours.names()
+    for name in seed_src.names():
+        assert ast.dump(seed_src.value_node(name)) == ast.dump(ours.value_node(name)), name
+
+
+def test_tutorial_diff_shows_the_tutorials_edits_and_nothing_else():
+    rendered = render_config(model_path=TUTORIAL_MODEL, data_path=TUTORIAL_DATA, profile="tutorial")
+    removed, added = changed_lines(diff_text(rendered))
+    assert [line.split("=")[0].strip() for line in removed] == [
+        "pretrained_model_name_or_path",
+        "alpaca_en_path",
+        "evaluation_inputs",
+        "dataset",
+        "dataset_map_fn",
+    ]
+    assert [line.strip() for line in added] == [
+        f'pretrained_model_name_or_path = "{TUTORIAL_MODEL}"',
+        f'alpaca_en_path = "{TUTORIAL_DATA}"',
+        'evaluation_inputs = ["请介绍一下你自己", "Please introduce yourself"]',
+        'dataset=dict(type=load_dataset, path="json", data_files=dict(train=alpaca_en_path)),',
+        "dataset_map_fn=None,",
+    ]
+
+
+# -- profiles -------------------------------------------------------------------------------
+def _load(text: str, tmp_path: Path, name: str):
+    from engine.xtuner_env import ensure_xtuner_importable_here
+
+    ensure_xtuner_importable_here()
+    from mmengine.config import Config
+
+    path = tmp_path / f"{name}.py"
+    path.write_text(text, encoding="utf-8")
+    return Config.fromfile(str(path))
+
+
+@pytest.mark.parametrize(
+    "profile,hardware,resolved",
+    [
+        ("tutorial", None, "tutorial"),
+        ("cpu", None, "cpu"),
+        ("auto", Hardware(), "cpu"),
+        ("qlora", GPU_8GB, "qlora"),
+        ("lora", H200, "lora"),
+        ("auto", H200, "lora"),
+        ("auto", GPU_8GB, "qlora"),
+    ],
+)
+def test_each_profile_loads_with_mmengine(
+    tmp_path, big_model, dataset, profile, hardware, resolved
+):
+    rendered = render_config(
+        model_path=big_model, data_path=dataset, profile=profile, hardware=hardware
+    )
+    assert rendered.profile == resolved
+    cfg = _load(rendered.text, tmp_path, f"{profile}_{resolved}")
+    assert cfg.model.llm.pretrained_model_name_or_path == str(big_model)
+    assert cfg.alpaca_en.dataset.data_files == {"train": str(dataset)}
+    assert cfg.alpaca_en.dataset_map_fn is None
+    llm = cfg.model.llm
+    if resolved == "cpu":
+        import torch
+
+        assert "quantization_config" not in llm and llm.torch_dtype == torch.float32
+        assert cfg.optim_wrapper.type.__name__ == "OptimWrapper"
+        assert "loss_scale" not in cfg.optim_wrapper and "dtype" not in cfg.optim_wrapper
+        assert cfg.env_cfg.dist_cfg.backend == "gloo"
+        assert cfg.default_hooks.logger.interval == 1
+        assert cfg.custom_hooks[1].max_new_tokens == 48
+    if resolved == "qlora":
+        assert llm.quantization_config.bnb_4bit_quant_type == "nf4"
+        assert cfg.batch_size == 1  # 8 GB: the tutorial's batch
+    if resolved == "lora":
+        assert "quantization_config" not in llm
+        assert cfg.optim_wrapper.dtype == "bfloat16"
+        assert llm.attn_implementation == "sdpa"
+        assert cfg.batch_size == 8 and cfg.accumulative_counts == 2
+        assert cfg.model.use_activation_checkpointing is False
+
+
+def test_demo_model_gets_the_demo_sizing(tmp_path, dataset):
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    tiny = dict(
+        INTERNLM2_1_8B_CONFIG,
+        hidden_size=256,
+        num_hidden_layers=4,
+        vocab_size=2000,
+        intermediate_size=512,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
+    (demo / "config.json").write_text(json.dumps(tiny))
+    r = render_config(model_path=demo, data_path=dataset, profile="cpu")
+    s = r.settings
+    assert r.demo
+    assert (s["lr"], s["save_steps"], s["evaluation_freq"], s["SYSTEM"], s["max_length"]) == (
+        2e-3,
+        32,
+        16,
+        "",
+        256,
+    )
+    assert "lr = 2e-3" in r.text
+
+
+def test_set_overrides_and_unknown_keys(big_model, dataset):
+    r = render_config(
+        model_path=big_model,
+        data_path=dataset,
+        profile="tutorial",
+        set_args=["max_length=1024", "lr=1e-4", "SYSTEM='be brief'", "max_iters=2", "lora_r=16"],
+    )
+    s = r.settings
+    assert (s["max_length"], s["lr"], s["SYSTEM"], s["max_iters"], s["lora_r"]) == (
+        1024,
+        1e-4,
+        "be brief",
+        2,
+        16,
+    )
+    assert "train_cfg = dict(type=TrainLoop, max_iters=2)" in r.text
+    with pytest.raises(WizardError) as err:
+        render_config(
+            model_path=big_model, data_path=dataset, set_args=["max_lenght=5"], profile="tutorial"
+        )
+    assert "max_lenght" in str(err.value) and "max_length" in str(err.value)
+    for bad in ("max_length=abc", "lr=True", "quantization='nf8'", "batch_size"):
+        with pytest.raises(WizardError):
+            render_config(
+                model_path=big_model, data_path=dataset, set_args=[bad], profile="tutorial"
+            )
+
+
+def test_missing_model_folder_is_one_clear_error(tmp_path, dataset):
+    with pytest.raises(WizardError, match="model folder not found"):
+        render_config(model_path=tmp_path / "nope", data_path=dataset, profile="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WizardError, match="no config.json"):
+        render_config(model_path=tmp_path / "empty", data_path=dataset, profile="cpu")
+
+
+# -- writing into the workspace -------------------------------------------------------------
+def test_write_config_never_clobbers_a_hand_edit(workspace, big_model, dataset):
+    r = render_config(model_path=big_model, data_path=dataset, profile="cpu")
+    path = write_config(workspace, r)
+    assert path == workspace.root / f"{TUTORIAL_BASE}_copy.py"
+    assert workspace.load_state().choices["config"] == path.name
+    write_config(workspace, r)  # unchanged since written: replaced silently
+    path.write_text(path.read_text() + "\n# my own change\n", encoding="utf-8")
+    edited = path.read_text()
+    with pytest.raises(HandEditedError):
+        write_config(workspace, r)
+    assert path.read_text() == edited
+    write_config(workspace, r, force=True)
+    assert path.read_text() == r.text
+    backups = list(workspace.backups_dir.iterdir())
+    assert len(backups) == 1 and backups[0].read_text() == edited
+
+
+def test_auto_detects_gpus_through_nvidia_smi(tmp_path, monkeypatch, big_model, dataset):
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771'\necho 'NVIDIA H200, 143771'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.delenv("XTUNER_WIZARD_GPUS", raising=False)
+    from engine.config import detect_hardware
+
+    hw = detect_hardware()
+    if hw.source == "nvml":
+        pytest.skip("a real GPU answered through NVML")
+    assert [(g.name, round(g.total_gib)) for g in hw.gpus] == [("NVIDIA H200", 140)]
+    rendered = render_config(model_path=big_model, data_path=dataset, profile="auto")
+    assert rendered.profile == "lora" and rendered.settings["batch_size"] == 8
+
+
+def test_gpus_can_be_named_for_sizing_elsewhere(monkeypatch, big_model, dataset):
+    from engine.config import detect_hardware
+
+    monkeypatch.setenv("XTUNER_WIZARD_GPUS", "NVIDIA GeForce RTX 3070:8")
+    assert detect_hardware().describe() == "NVIDIA GeForce RTX 3070 (8 GiB)"
+    rendered = render_config(model_path=big_model, data_path=dataset, profile="auto")
+    assert rendered.profile == "qlora" and rendered.settings["batch_size"] == 1
+    monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")
+    assert render_config(model_path=big_model, data_path=dataset).profile == "cpu"

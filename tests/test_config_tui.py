@@ -1,0 +1,121 @@
+"""The Config pane, driven through the real app with Pilot, and its SVG snapshot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.config import TUTORIAL_BASE
+from engine.workspace import Workspace
+from tui.app import WizardApp
+
+# A fixed folder: the paths in the diff and the title bar must not change between runs.
+SNAP_WS = Path("/tmp/xtuner-wizard-snapshots/config-ws")
+TINY_MODEL = {
+    "architectures": ["InternLM2ForCausalLM"],
+    "model_type": "internlm2",
+    "hidden_size": 256,
+    "num_hidden_layers": 4,
+    "intermediate_size": 512,
+    "vocab_size": 2000,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+}
+
+
+def make_workspace(root: Path) -> Workspace:
+    if root.exists():
+        shutil.rmtree(root)
+    ws = Workspace(root).ensure()
+    ws.demo_model_dir.mkdir(parents=True)
+    (ws.demo_model_dir / "config.json").write_text(json.dumps(TINY_MODEL))
+    rec = {"conversation": [{"input": "请介绍一下你自己", "output": "我是伍鲜同志的小助手"}]}
+    ws.data_dir.mkdir(parents=True)
+    ws.dataset_path.write_text(json.dumps([rec] * 102, ensure_ascii=False), encoding="utf-8")
+    ws.set_choice("model", "demo")
+    ws.set_choice("profile", "cpu")  # the same pane on machines with and without GPUs
+    ws.update_state(current_step="config")
+    return ws
+
+
+async def settle(pilot) -> None:
+    for _ in range(3):
+        await pilot.pause(0.4)
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_config_pane_renders_diff_and_writes(tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        pane = app.query_one("#config")
+        result = pane.last_result
+        assert result is not None and not result.error, result and result.error
+        assert result.rendered.profile == "cpu"
+        assert "+    dataset=dict(type=load_dataset" in result.diff
+        assert app.query_one("#f-max_length").value == "256"
+
+        # a field changed by hand becomes a --set override, and the diff follows it
+        field = app.query_one("#f-max_length")
+        field.focus()
+        await pilot.press("end", "backspace", "backspace", "backspace", *"128")
+        await settle(pilot)
+        assert pane.overrides == {"max_length": "128"}
+        assert "+max_length = 128" in pane.last_result.diff
+
+        # write: the tutorial's file name, the step done
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        target = ws.root / f"{TUTORIAL_BASE}_copy.py"
+        assert target.is_file() and "max_length = 128" in target.read_text()
+        assert "config" in ws.load_state().done
+
+        # a hand edit is not clobbered: ctrl+s asks, "n" keeps the file
+        target.write_text(target.read_text() + "# mine\n", encoding="utf-8")
+        edited = target.read_text()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("n")
+        await settle(pilot)
+        assert target.read_text() == edited
+        # "y" replaces it and keeps a backup
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert "# mine" not in target.read_text()
+        assert any(b.read_text() == edited for b in ws.backups_dir.iterdir())
+
+        # re-reading a hand-edited file puts its settings in the form
+        target.write_text(target.read_text().replace("lr = 2e-3", "lr = 5e-4"), encoding="utf-8")
+        pane.reread(target)
+        await settle(pilot)
+        assert app.query_one("#f-lr").value == "5e-4"
+        assert pane.overrides.get("lr") == "5e-4"
+
+
+async def test_unknown_setting_typed_in_the_form_is_reported(tmp_path):
+    ws = make_workspace(tmp_path / "ws")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        app.query_one("#f-lr").value = "fast"
+        await settle(pilot)
+        pane = app.query_one("#config")
+        assert "not a Python value" in pane.last_result.error
+
+
+@pytest.mark.skipif(not Path("/tmp").is_dir(), reason="needs /tmp")
+def test_config_pane_snapshot(snap_compare, monkeypatch):
+    monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")  # the same pane with and without GPUs
+    make_workspace(SNAP_WS)
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+
+    assert snap_compare(WizardApp(SNAP_WS), terminal_size=(120, 40), run_before=run_before)

@@ -1,0 +1,54 @@
+"""The Merge pane: what it shows before a run, and a real merge driven from it (slow)."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Static
+
+from tui.app import WizardApp
+
+SIZE = (120, 40)
+
+
+def _text(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).content)
+
+
+async def test_merge_pane_without_runs(workspace):
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_step("merge")
+        await pilot.pause()
+        assert "No training run yet" in _text(app, "#merge-check")
+        await pilot.press("m")  # nothing to merge: a warning, no crash
+        await pilot.pause()
+        assert "✓" not in _text(app, "#phase-convert")
+
+
+@pytest.mark.slow
+async def test_merge_from_the_pane(tmp_path_factory):
+    from merge_chat_support import merged_workspace
+
+    ws, _ = merged_workspace(tmp_path_factory.getbasetemp() / "h5-merged")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_step("merge")
+        await pilot.pause()
+        check = _text(app, "#merge-check")
+        assert "template internlm2_chat" in check and "enough" in check
+        assert "merged/ exists" in check
+        app.query_one("#merge-start").focus()
+        await pilot.press("m")
+        await pilot.pause()
+        assert "press Merge again" in _text(app, "#merge-detail")
+        await pilot.press("m")
+        for _ in range(1200):  # real pth_to_hf + merge + load check: minutes on a busy CPU
+            await pilot.pause(0.25)
+            if not app.query_one("MergePane")._running:
+                break
+        detail = _text(app, "#merge-detail")
+        assert "Merged model: merged/" in detail, detail + _text(app, "#merge-tail")
+        for phase in ("convert", "merge", "save", "check"):
+            assert _text(app, f"#phase-{phase}").startswith("✓")
+        assert (ws.merged_dir / "xtuner_wizard.json").is_file()
+        assert "merge" in ws.load_state().done

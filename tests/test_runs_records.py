@@ -1,0 +1,161 @@
+"""Run records, refresh against live processes, refusals, and the CLI's answers (no training)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine.cli import main
+from engine.errors import WizardError
+from engine.runs import get_run, last_checkpoint, list_runs, refresh, resume_run, start_run
+from engine.runs.records import RunRecord, group_alive, new_run_id, process_alive
+
+
+def _record(ws, run_id: str, **kw) -> RunRecord:
+    rec = RunRecord(
+        id=run_id,
+        workspace=str(ws.root),
+        config=str(ws.root / "cfg.py"),
+        work_dir=str(ws.work_dirs / "cfg"),
+        command="xtuner train cfg.py",
+        **kw,
+    )
+    rec.run_dir.mkdir(parents=True, exist_ok=True)
+    rec.save()
+    return rec
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_run_ids_are_unique_and_records_round_trip(workspace):
+    ids = {new_run_id(workspace, now=1_800_000_000) for _ in range(3)}
+    assert len(ids) == 3
+    rec = _record(workspace, "20260101-000000", state="succeeded", started=1.0, exit_code=0)
+    assert RunRecord.load(rec.record_path) == rec
+    data = json.loads(rec.record_path.read_text())
+    assert data["state"] == "succeeded" and data["command"] == "xtuner train cfg.py"
+
+
+def test_get_run_latest_by_id_and_prefix(workspace):
+    with pytest.raises(WizardError, match="no training runs"):
+        get_run(workspace)
+    _record(workspace, "20260101-000000", state="failed", started=1.0)
+    _record(workspace, "20260102-000000", state="succeeded", started=2.0)
+    assert get_run(workspace).id == "20260102-000000"
+    assert get_run(workspace, "20260101").id == "20260101-000000"
+    with pytest.raises(WizardError, match="ambiguous run '2026'"):
+        get_run(workspace, "2026")
+    with pytest.raises(WizardError, match="unknown run 'nope'"):
+        get_run(workspace, "nope")
+    assert [r.id for r in list_runs(workspace)] == ["20260101-000000", "20260102-000000"]
+
+
+def test_refresh_marks_a_run_whose_supervisor_vanished_as_lost(workspace):
+    rec = _record(workspace, "r1", state="running", pid=_dead_pid(), started=time.time())
+    out = refresh(rec)
+    assert out.state == "lost" and out.cause_kind == "lost"
+    assert "start it again" in out.fix  # no checkpoint in the work dir
+    assert get_run(workspace, "r1").state == "lost"  # written back
+
+
+def test_refresh_keeps_an_orphaned_trainer_running(workspace):
+    trainer = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        rec = _record(
+            workspace,
+            "r2",
+            state="running",
+            pid=_dead_pid(),
+            trainer_pid=trainer.pid,
+            trainer_pgid=trainer.pid,
+            started=time.time(),
+        )
+        assert group_alive(trainer.pid)
+        assert refresh(rec).state == "running"
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert not group_alive(trainer.pid)
+    assert refresh(rec).state == "lost"
+
+
+def test_process_alive_checks_the_command_line(workspace):
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        assert process_alive(proc.pid)
+        assert process_alive(proc.pid, "sleep")
+        assert not process_alive(proc.pid, "engine.runs.supervise")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not process_alive(proc.pid)
+
+
+def test_start_refuses_a_missing_config_and_a_busy_workspace(workspace):
+    with pytest.raises(WizardError, match="config not found"):
+        start_run(workspace, "nope.py")
+    (workspace.root / "cfg.txt").write_text("x")
+    with pytest.raises(WizardError, match="not a Python config"):
+        start_run(workspace, "cfg.txt")
+    (workspace.root / "cfg.py").write_text("x = 1\n")
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        # an active run whose trainer lives: a second start is refused
+        _record(
+            workspace,
+            "busy",
+            state="running",
+            pid=_dead_pid(),
+            trainer_pid=sleeper.pid,
+            trainer_pgid=sleeper.pid,
+            started=time.time(),
+        )
+        with pytest.raises(WizardError, match="run busy is still training"):
+            start_run(workspace, "cfg.py")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_resume_refuses_without_a_checkpoint(workspace):
+    _record(workspace, "r3", state="failed", started=1.0)
+    with pytest.raises(WizardError, match="left no checkpoint") as err:
+        resume_run(workspace)
+    assert "xtuner-wizard train" in err.value.fix
+
+
+def test_last_checkpoint_follows_mmengine_marker_then_numbers(tmp_path):
+    assert last_checkpoint(tmp_path) is None
+    for n in (2, 10, 4):
+        (tmp_path / f"iter_{n}.pth").write_bytes(b"")
+    assert last_checkpoint(tmp_path).name == "iter_10.pth"  # numeric, not lexical
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_4.pth"))
+    assert last_checkpoint(tmp_path).name == "iter_4.pth"
+    # the workspace moved: the absolute path is stale but the file is here
+    (tmp_path / "last_checkpoint").write_text("/elsewhere/work_dirs/cfg/iter_2.pth")
+    assert last_checkpoint(tmp_path) == tmp_path / "iter_2.pth"
+
+
+def test_cli_answers_without_runs(workspace, capsys):
+    ws = ["--workspace", str(workspace.root)]
+    assert main(["runs", *ws]) == 0
+    assert "no training runs yet" in capsys.readouterr().out
+    assert main(["runs", "--json", *ws]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["train", *ws]) == 2
+    assert "no config to train" in capsys.readouterr().err
+    assert main(["resume", *ws]) == 2
+    assert "no training runs" in capsys.readouterr().err
+    _record(workspace, "20260101-000000", state="succeeded", started=1.0, exit_code=0)
+    assert main(["stop", *ws]) == 2
+    assert "is not running (it succeeded)" in capsys.readouterr().err
+    assert main(["runs", *ws]) == 0
+    assert "20260101-000000    succeeded" in capsys.readouterr().out

@@ -1,0 +1,197 @@
+"""Detached runs with real xtuner training of the demo model (slow: each trains for real).
+
+- the process that started training is killed (its whole process group, as a closing terminal
+  would) and the run still finishes, and `runs` says so;
+- the trainer is SIGKILLed after its first checkpoint and `resume` completes the run;
+- `stop` ends the whole process group and leaves nothing behind, even when the launcher ignored
+  SIGINT (as a child of a non-interactive shell does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.runs import get_run, resume_run, start_run, stop_run, wait_run
+from engine.runs.monitor import RunMonitor
+from engine.runs.records import group_alive, process_alive
+from engine.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parents[1]
+ANSWER = "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
+RUN_TIMEOUT = 480  # iteration time swings up to 10x on shared CPUs
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory) -> Path:
+    from engine.demo import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("demo") / "model")
+
+
+def _workspace(
+    root: Path, model: Path, *, max_iters: int, save_steps: int
+) -> tuple[Workspace, Path]:
+    from engine.config import render_config, write_config
+
+    ws = Workspace(root).ensure()
+    data = [{"conversation": [{"system": "", "input": "请介绍一下你自己", "output": ANSWER}]}] * 20
+    ws.dataset_path.parent.mkdir(parents=True, exist_ok=True)
+    ws.dataset_path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    rendered = render_config(
+        model_path=str(model),
+        data_path=str(ws.dataset_path),
+        profile="cpu",
+        overrides={
+            "max_iters": max_iters,
+            "save_steps": save_steps,
+            "evaluation_freq": 1000,
+            "max_length": 64,
+            "max_new_tokens": 4,
+        },
+    )
+    return ws, write_config(ws, rendered)
+
+
+def _wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd:
+                found.append(int(entry.name))
+    return found
+
+
+def test_run_outlives_the_process_that_started_it(tmp_path, demo_model, capsys):
+    ws, config = _workspace(tmp_path / "ws", demo_model, max_iters=2, save_steps=2)
+    # `xtuner-wizard train --wait` in its own process group, as in a terminal; then the group is
+    # SIGKILLed, as when the terminal or the SSH link goes away
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from engine.cli import main; sys.exit(main())",
+            "train",
+            "--wait",
+            "--workspace",
+            str(ws.root),
+        ],
+        cwd=PROJECT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    first = launcher.stdout.readline().decode()
+    assert first.startswith("run ") and "started" in first, first
+    run_id = first.split()[1]
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    record = _wait_for(lambda: get_run(ws, run_id).pid and get_run(ws, run_id), 30, "the pid")
+    assert process_alive(record.pid, "engine.runs.supervise")
+
+    record = wait_run(ws, run_id, timeout=RUN_TIMEOUT)
+    assert record.state == "succeeded", (record.cause, record.log_path.read_text()[-3000:])
+    assert record.exit_code == 0
+    assert Path(record.checkpoint).name == "iter_2.pth"
+    assert record.command.startswith("xtuner train internlm2_chat_1_8b_qlora_alpaca_e3_copy.py")
+    assert "train" in ws.load_state().done
+
+    assert main(["runs", "--json", "--workspace", str(ws.root)]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["state"], r["exit_code"]) for r in runs] == [(run_id, "succeeded", 0)]
+    assert main(["runs", "--workspace", str(ws.root)]) == 0
+    assert f"{run_id}    succeeded" in capsys.readouterr().out
+    # attach on the finished run shows the outcome and exits with it
+    assert main(["attach", "--workspace", str(ws.root)]) == 0
+    out = capsys.readouterr().out
+    assert "[2/2] 100%" in out and f"run {run_id}: succeeded" in out
+    assert "--- evaluation (before training) ---" in out
+
+
+def test_trainer_killed_after_first_checkpoint_then_resume_completes(tmp_path, demo_model):
+    ws, config = _workspace(tmp_path / "ws", demo_model, max_iters=6, save_steps=2)
+    first = start_run(ws, config)
+    work = Path(first.work_dir)
+
+    def saved():  # mmengine writes last_checkpoint once the .pth is complete
+        marker = work / "last_checkpoint"
+        return marker.exists() and marker.read_text().strip().endswith("iter_2.pth")
+
+    _wait_for(saved, RUN_TIMEOUT, "the first checkpoint", interval=0.05)
+    trainer = get_run(ws, first.id).trainer_pid
+    os.kill(trainer, signal.SIGKILL)
+    killed = wait_run(ws, first.id, timeout=60)
+    assert killed.state == "failed" and killed.exit_code == -9
+    assert killed.cause_kind == "killed" and "resume" in killed.fix
+    assert RunMonitor.for_record(killed).poll().phase == "failed"
+
+    resumed = resume_run(ws)
+    assert resumed.previous_run == first.id
+    assert Path(resumed.resumed_from).name == "iter_2.pth"
+    assert "--resume" in resumed.argv and "--resume" in resumed.command
+    done = wait_run(ws, resumed.id, timeout=RUN_TIMEOUT)
+    assert done.state == "succeeded", (done.cause, done.log_path.read_text()[-3000:])
+    assert Path(done.checkpoint).name == "iter_6.pth"
+
+    snap = RunMonitor.for_record(done).poll()
+    assert snap.phase == "done" and snap.resumes == 1
+    assert [it for it, _ in snap.losses] == [1, 2, 3, 4, 5, 6]
+    assert snap.iteration == snap.max_iters == 6
+    # the resumed trainer continued at iteration 3: its own log starts there
+    newest = sorted(p for p in work.iterdir() if p.is_dir())[-1]
+    log = (newest / f"{newest.name}.log").read_text(encoding="utf-8")
+    assert "resumed epoch: 0, iter: 2" in log and "Iter(train) [1/6]" not in log
+
+
+def test_stop_ends_the_whole_process_group(tmp_path, demo_model):
+    ws, config = _workspace(tmp_path / "ws", demo_model, max_iters=400, save_steps=400)
+    # started from a process that ignores SIGINT, as a background child of a script does
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "from engine.workspace import Workspace; from engine.runs import start_run\n"
+        f"print(start_run(Workspace({str(ws.root)!r}), {str(config)!r}).id)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    run_id = out.stdout.strip()
+    mon = RunMonitor.for_record(get_run(ws, run_id))
+    _wait_for(lambda: mon.poll().iteration >= 1, RUN_TIMEOUT, "the first iteration", 0.5)
+    record = get_run(ws, run_id)
+    supervisor, pgid = record.pid, record.trainer_pgid
+    assert group_alive(pgid)
+
+    stopped = stop_run(ws, run_id, timeout=60)
+    assert stopped.state == "stopped"
+    assert stopped.cause_kind == "stopped" and "no checkpoint is written" in stopped.cause
+    assert not group_alive(pgid)
+    assert not process_alive(supervisor, "engine.runs.supervise")
+    assert _processes_mentioning(str(config)) == []
+    # SIGINT did it (default handling restored despite the launcher ignoring it)
+    assert "KeyboardInterrupt" in record.log_path.read_text(encoding="utf-8")
+    assert RunMonitor.for_record(stopped).poll().phase == "stopped"

@@ -1,0 +1,217 @@
+"""The Train step on real runs: a recorded one (snapshot), a failing one, a live demo run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.workspace import Workspace
+from tui.app import WizardApp
+from tui.screens import train as train_screen
+from tui.screens.train import (
+    TrainPane,
+    eval_body,
+    eval_title,
+    hms,
+    last_round,
+    metrics_lines,
+    progress_line,
+    visible_log_lines,
+)
+from tui.widgets.loss_chart import LossChart
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_support import build_model, prepare_workspace, wait_for  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "train_run"
+SIZE = (120, 40)
+# A fixed place (not a tmp path): the title bar shows the workspace, and snapshots must not vary.
+SNAPSHOT_WS = Path("/tmp/xtuner-wizard-train-snapshot")
+WS_TOKEN = "@WORKSPACE@"  # stands for the workspace root in the recorded files
+
+
+def install_recorded_run(root: Path) -> Workspace:
+    """A workspace holding the recorded demo run (tests/data/train_run), paths made real."""
+    if root.exists():
+        shutil.rmtree(root)
+    shutil.copytree(DATA / "workspace", root)
+    for path in root.rglob("*"):
+        if (
+            path.is_file()
+            and path.suffix in (".json", ".log", ".py", "")
+            and "iter_" not in path.name
+        ):
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            if WS_TOKEN in text:
+                path.write_text(
+                    text.replace(WS_TOKEN, str(root)), encoding="utf-8", errors="surrogateescape"
+                )
+    ws = Workspace(root).ensure()
+    ws.update_state(current_step="train")
+    return ws
+
+
+def screen_text(app) -> str:
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
+
+
+@pytest.fixture
+def steady_host(monkeypatch):
+    """CPU and RAM as fixed numbers, and no GPU lines: live sensors would change the screen."""
+    from engine.gpu import GpuSampler
+
+    monkeypatch.setattr(train_screen, "_host_sample", lambda: (12.0, 3.1, 23.5))
+    monkeypatch.setattr(GpuSampler, "sample", lambda self: [])
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory) -> Path:
+    return build_model(tmp_path_factory.mktemp("demo") / "demo-model")
+
+
+# -- pure formatting, on the recorded run's snapshot ------------------------------------------
+def recorded_snapshot():
+    from engine.runs.monitor import RunMonitor
+    from engine.runs.records import list_runs
+
+    ws = install_recorded_run(SNAPSHOT_WS)
+    record = list_runs(ws)[-1]
+    return record, RunMonitor.for_record(record).poll()
+
+
+def test_recorded_run_formats():
+    record, snap = recorded_snapshot()
+    assert record.state == "succeeded"
+    assert progress_line(snap).startswith(f"iter {snap.max_iters}/{snap.max_iters} (100%)")
+    assert "ETA" not in progress_line(snap)  # a finished run has none
+    first, second = metrics_lines(snap)
+    assert first.startswith(f"loss {snap.losses[-1][1]:.4f} · lr ")
+    assert second.startswith(f"{snap.iter_time:.3f} s/it · tokens/s ")
+    # the last evaluation: after training, one answer per evaluation input
+    shown = last_round(snap.eval_samples)
+    assert len(shown) >= 1 and all(s.iteration == shown[0].iteration for s in shown)
+    assert eval_title(snap.eval_samples).startswith("answers after training, iter 40")
+    assert "<|im_start|>assistant" in eval_body(snap.eval_samples)
+    tail = visible_log_lines(snap.log_tail)
+    assert tail and not any("Iter(train)" in ln for ln in tail)
+    assert hms(3725) == "1:02:05" and hms(None) == "-:--:--"
+
+
+# -- the pane on the recorded run -----------------------------------------------------------
+async def test_reopened_pane_draws_the_whole_history(steady_host):
+    ws = install_recorded_run(SNAPSHOT_WS)
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        pane = app.query_one(TrainPane)
+        snap = pane._snapshot
+        chart = app.query_one(LossChart)
+        assert chart.point_count == len(snap.losses) == snap.max_iters
+        text = screen_text(app)
+        assert f"iter {snap.max_iters}/{snap.max_iters}" in text
+        assert f"succeeded · run {pane._record.id}" in text
+        assert "█" in text  # the chart is drawn
+        from tui.widgets.step_rail import StepRail
+
+        assert app.query_one(StepRail).state_of("train") == "done"
+    assert "train" in ws.load_state().done
+
+
+def test_snapshot_recorded_run(snap_compare, steady_host):
+    install_recorded_run(SNAPSHOT_WS)
+
+    async def settle(pilot):
+        await pilot.pause(0.3)
+
+    assert snap_compare(WizardApp(SNAPSHOT_WS), terminal_size=SIZE, run_before=settle)
+
+
+async def test_pane_fits_80x24(steady_host):
+    ws = install_recorded_run(SNAPSHOT_WS)
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "loss per iteration" in text
+        chart = app.query_one(LossChart)
+        assert chart.region.width >= 50 and chart.region.bottom <= 23
+        assert "█" in text
+
+
+# -- a failing run --------------------------------------------------------------------------
+OOM_CONFIG = """\
+# A config that fails the way a too-large batch does on a GPU: torch's own OOM error.
+import torch
+
+raise torch.OutOfMemoryError(
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB "
+    "of which 1.06 GiB is free."
+)
+"""
+
+
+@pytest.mark.slow  # a real trainer process: ~1 min here
+async def test_oom_run_shows_cause_and_fix(workspace: Workspace, steady_host):
+    """A real trainer process (python -m xtuner.tools.train, under the supervisor) dies with
+    torch.OutOfMemoryError; the pane says so in words, with the fix, and marks the step failed."""
+    from engine.runs.launch import start_run
+    from engine.runs.records import list_runs
+
+    config = workspace.root / "oom_copy.py"
+    config.write_text(OOM_CONFIG, encoding="utf-8")
+    record = start_run(workspace, config)
+    assert wait_for(lambda: not list_runs(workspace)[-1].active, timeout=300, every=1.0)
+    workspace.update_state(current_step="train")
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert f"failed · run {record.id}" in text
+        assert "Training failed: the GPU ran out of memory" in text
+        assert "Fix: lower batch_size or max_length" in text
+        from tui.widgets.step_rail import StepRail
+
+        assert app.query_one(StepRail).state_of("train") == "failed"
+
+
+# -- a live demo run, start to end ----------------------------------------------------------
+@pytest.mark.slow
+async def test_watch_a_demo_run_to_the_end(tmp_path, demo_model, steady_host):
+    ws = prepare_workspace(tmp_path / "ws", model_dir=demo_model, overrides={"max_iters": 8})
+    ws.update_state(current_step="train")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        assert "Start runs: $ xtuner train internlm2_chat_1_8b_qlora_alpaca_e3_copy.py" in (
+            screen_text(app)
+        )
+        await pilot.click("#train-start")
+        seen_points: set[int] = set()
+        for _ in range(900):  # up to 15 minutes on a busy 2-core machine
+            await pilot.pause(1.0)
+            snap = pane._snapshot
+            if snap is not None:
+                seen_points.add(app.query_one(LossChart).point_count)
+            if pane._record is not None and pane._record.state in (
+                "succeeded",
+                "failed",
+                "stopped",
+            ):
+                await pilot.pause(2.5)  # one more tick draws the end
+                break
+        snap = pane._snapshot
+        assert pane._record.state == "succeeded", screen_text(app)
+        assert app.query_one(LossChart).point_count == 8
+        assert len(seen_points) > 1, "the chart grew while the run trained"
+        text = screen_text(app)
+        assert "iter 8/8" in text
+        assert "after training" in eval_title(snap.eval_samples)
+        assert "<|im_start|>assistant" in text  # the answers as the hook prints them
+    assert "train" in ws.load_state().done
+    record_files = list(ws.runs_dir.glob("*.json"))
+    assert json.loads(record_files[0].read_text())["state"] == "succeeded"

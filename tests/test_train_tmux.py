@@ -1,0 +1,98 @@
+"""A dropped SSH link: the wizard is killed while it trains; the run goes on; reopening shows it.
+
+The wizard runs for real in tmux (a real terminal), training starts from its Train step, then its
+process gets SIGKILL (what a dropped link's SIGHUP amounts to, without a chance to clean up).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_support import build_model, prepare_workspace, wait_for  # noqa: E402
+
+TMUX = shutil.which("tmux") or "/usr/bin/tmux"
+WIZARD = Path(sys.executable).parent / "xtuner-wizard"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(TMUX).exists(), reason="tmux is not installed"),
+]
+
+
+class Tmux:
+    def __init__(self, socket: str):
+        self.socket = socket
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        out = subprocess.run(
+            [TMUX, "-L", self.socket, "-f", "/dev/null", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"tmux {args}: {out.stderr}")
+        return out.stdout
+
+    def start(self, session: str, command: str) -> int:
+        self("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
+        self("set-option", "-g", "window-size", "manual")
+        self("resize-window", "-t", session, "-x", "120", "-y", "40")
+        return int(self("list-panes", "-t", session, "-F", "#{pane_pid}").split()[0])
+
+    def screen(self, session: str) -> str:
+        return self("capture-pane", "-p", "-t", session, check=False)
+
+    def wait_for_text(self, session: str, text: str, timeout: float) -> str:
+        found = wait_for(lambda: text in self.screen(session), timeout=timeout, every=0.5)
+        screen = self.screen(session)
+        assert found, f"{text!r} not on screen after {timeout}s:\n{screen}"
+        return screen
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    t = Tmux(f"xw-test-{os.getpid()}")
+    yield t
+    t("kill-server", check=False)
+
+
+def test_run_survives_a_killed_wizard_and_is_shown_on_reopen(tmp_path, tmux):
+    from engine.runs.records import list_runs
+
+    model = build_model(tmp_path / "demo-model")
+    ws = prepare_workspace(tmp_path / "ws", model_dir=model, overrides={"max_iters": 10})
+    ws.update_state(current_step="train")
+    env = f"env TERM=xterm-256color PATH={os.environ.get('PATH', '')}"
+    command = f"{env} {WIZARD} --workspace {ws.root}"
+
+    pid = tmux.start("wiz", command)
+    tmux.wait_for_text("wiz", "No training run yet", timeout=180)
+    tmux("send-keys", "-t", "wiz", "Tab")  # from the step rail into the Train pane
+    time.sleep(0.5)
+    tmux("send-keys", "-t", "wiz", "s")  # Start
+    tmux.wait_for_text("wiz", "· run ", timeout=180)
+    runs = list_runs(ws)
+    assert len(runs) == 1 and runs[0].active
+
+    os.kill(pid, signal.SIGKILL)  # the link drops: the wizard dies at once
+    assert wait_for(lambda: "wiz" not in tmux("ls", check=False), timeout=30)
+
+    assert wait_for(lambda: not list_runs(ws)[-1].active, timeout=1200, every=2.0)
+    record = list_runs(ws)[-1]
+    assert record.state == "succeeded", record
+
+    tmux.start("again", command)
+    screen = tmux.wait_for_text("again", f"succeeded · run {record.id}", timeout=180)
+    assert "iter 10/10 (100%)" in screen
+    assert "loss per iteration" in screen and "█" in screen  # the whole loss history
+    assert "answers after training, iter 10" in screen
