@@ -10,6 +10,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
+	@if [ "$(MODEL)" = demo ]; then $(BIN)/xtuner-wizard --workspace "$(WORKSPACE)" demo-model; fi
 	@$(BIN)/xtuner-wizard --workspace "$(WORKSPACE)" --model "$(MODEL)"
 
 lint: setup

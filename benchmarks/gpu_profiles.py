@@ -52,7 +52,7 @@ def build_big(demo: Path, out: Path, device: str) -> Path:
         return out
     out.mkdir(parents=True, exist_ok=True)
     for f in demo.iterdir():
-        if f.is_file() and not f.name.startswith("model") and f.name != "demo-model.json":
+        if f.is_file() and not f.name.startswith("model.safetensors") and f.name != "demo-model.json":
             shutil.copyfile(f, out / f.name)
     cfg = json.loads((demo / "config.json").read_text())
     cfg.update(BIG_DIMS)
@@ -172,7 +172,7 @@ def main() -> int:
                 data_path=str(data_small if model_name == "demo" else data_big),
                 profile=profile,
                 hardware=hw,
-                overrides={"max_iters": iters, "max_new_tokens": 16},
+                overrides={"max_iters": iters, "max_new_tokens": 16, "logger_interval": 1},
             )
             ws = Workspace(work / f"ws-{model_name}-{profile}").ensure()
             cfg = write_config(ws, rendered, force=True)

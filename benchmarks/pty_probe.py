@@ -23,6 +23,7 @@ class PtyCapture:
     chunks: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
     raw: bytearray = field(default_factory=bytearray)
     exit_status: int | None = None
+    cpu_seconds: float | None = None  # user + system CPU time of the program (from wait4)
 
     def bytes_between(self, start: float, end: float) -> int:
         return sum(n for t, n in self.chunks if start <= t < end)
@@ -74,9 +75,10 @@ def run_in_pty(
                     break
                 cap.chunks.append((time.monotonic() - start, len(data)))
                 cap.raw.extend(data)
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, status, usage = os.wait4(pid, os.WNOHANG)
             if done:
                 cap.exit_status = status
+                cap.cpu_seconds = usage.ru_utime + usage.ru_stime
                 break
     finally:
         if cap.exit_status is None:
@@ -90,13 +92,15 @@ def run_in_pty(
                             os.read(fd, 65536)
                         except OSError:
                             pass
-                    done, status = os.waitpid(pid, os.WNOHANG)
+                    done, status, usage = os.wait4(pid, os.WNOHANG)
                     if done:
                         cap.exit_status = status
+                        cap.cpu_seconds = usage.ru_utime + usage.ru_stime
                         break
                 else:
                     os.kill(pid, signal.SIGKILL)
-                    _, cap.exit_status = os.waitpid(pid, 0)
+                    _, cap.exit_status, usage = os.wait4(pid, 0)
+                    cap.cpu_seconds = usage.ru_utime + usage.ru_stime
             except (ProcessLookupError, ChildProcessError):
                 pass
         os.close(fd)

@@ -14,6 +14,7 @@ import argparse
 import fcntl
 import os
 import pty
+import resource
 import select
 import shutil
 import signal
@@ -31,8 +32,14 @@ BIN = Path(sys.executable).parent
 MARKER = b"Environment"
 
 
-def first_paint(workspace: Path, timeout: float = 60.0) -> float:
-    """Seconds from exec to the first screen's text on the terminal."""
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def first_paint(workspace: Path, timeout: float = 60.0) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) from exec to the first screen's text on the terminal."""
     env = dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40")
     env.pop("SSH_CONNECTION", None)
     env.pop("SSH_TTY", None)
@@ -61,6 +68,7 @@ def first_paint(workspace: Path, timeout: float = 60.0) -> float:
             seen += chunk
             if MARKER in seen:
                 elapsed = time.perf_counter() - start
+                cpu = _cpu_seconds(pid)
                 break
     finally:
         try:
@@ -83,20 +91,29 @@ def first_paint(workspace: Path, timeout: float = 60.0) -> float:
         os.close(fd)
     if elapsed is None:
         raise RuntimeError(f"no first paint within {timeout} s; got {seen[-300:]!r}")
-    return elapsed
+    return elapsed, cpu
 
 
-def to_exit(cmd: list[str]) -> float:
+def to_exit(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of a command run to its exit."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-    results: dict[str, list[float]] = {"wizard first paint": [], "xtuner help": [], "--help": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        "wizard first paint": [],
+        "xtuner help": [],
+        "--help": [],
+    }
     tmp = Path(tempfile.mkdtemp(prefix="startup-bench-"))
     try:
         # One untimed round warms the page cache for all three.
@@ -108,17 +125,24 @@ def main() -> int:
             results["--help"].append(to_exit([str(BIN / "xtuner-wizard"), "--help"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"runs: {args.runs}, cores: {os.cpu_count()}, python {sys.version.split()[0]}")
-    print(f"{'what':<40} {'median s':>9} {'min s':>7} {'max s':>7}")
+    load = os.getloadavg()[0]
+    print(
+        f"runs: {args.runs}, cores: {os.cpu_count()}, load average {load:.1f}, "
+        f"python {sys.version.split()[0]}"
+    )
+    print(f"| {'what':<40} | wall median s | min | max | CPU median s |")
+    print(f"|{'-' * 42}|---|---|---|---|")
     labels = {
         "wizard first paint": "xtuner-wizard: first paint (pty 120x40)",
         "xtuner help": "xtuner help (imports torch), to exit",
         "--help": "xtuner-wizard --help, to exit",
     }
     for key, values in results.items():
+        walls = [w for w, _ in values]
+        cpus = [c for _, c in values]
         print(
-            f"{labels[key]:<40} {statistics.median(values):>9.2f} "
-            f"{min(values):>7.2f} {max(values):>7.2f}"
+            f"| {labels[key]:<40} | {statistics.median(walls):.2f} | {min(walls):.2f} | "
+            f"{max(walls):.2f} | {statistics.median(cpus):.2f} |"
         )
     return 0
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -74,6 +75,41 @@ def _log_stats(record) -> dict:
     }
 
 
+_ITER_STAMP = re.compile(r"^(\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - mmengine - INFO - Iter\(train\)")
+
+
+def training_window(work_dir: Path) -> tuple[float, float] | None:
+    """Wall-clock seconds (epoch) of the first and the last logged training iteration."""
+    stamps = []
+    for log in sorted(work_dir.glob("*/*.log")):
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = _ITER_STAMP.match(line)
+            if m:
+                stamps.append(m.group(1))
+    if not stamps:
+        return None
+    year = time.localtime().tm_year
+
+    def epoch(stamp: str) -> float:
+        return time.mktime(time.strptime(f"{year}/{stamp}", "%Y/%m/%d %H:%M:%S"))
+
+    return epoch(stamps[0]), epoch(stamps[-1]) + 1.0  # the log has whole seconds
+
+
+def _bytes_logged_between(work_dir: Path, start: float, end: float) -> int:
+    year = time.localtime().tm_year
+    total = 0
+    for log in sorted(work_dir.glob("*/*.log")):
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+            m = re.match(r"^(\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - ", line)
+            if not m:
+                continue
+            t = time.mktime(time.strptime(f"{year}/{m.group(1)}", "%Y/%m/%d %H:%M:%S"))
+            if start <= t < end:
+                total += len(line.encode())
+    return total
+
+
 def one_run(base: Path, model: Path, iters: int, mode: str) -> dict:
     """mode: headless | attached | attached-low (the wizard with --low-bandwidth)."""
     from train_support import prepare_workspace, wait_for
@@ -90,7 +126,14 @@ def one_run(base: Path, model: Path, iters: int, mode: str) -> dict:
     else:
         argv = [str(WIZARD), "--workspace", str(ws.root)]
         env = dict(os.environ, TERM="xterm-256color")
-        for key in ("SSH_CONNECTION", "SSH_TTY", "TEXTUAL_COLOR_SYSTEM", "TEXTUAL_ANIMATIONS"):
+        for key in (
+            "SSH_CONNECTION",
+            "SSH_TTY",
+            "TEXTUAL_COLOR_SYSTEM",
+            "TEXTUAL_ANIMATIONS",
+            "COLUMNS",
+            "LINES",
+        ):
             env.pop(key, None)
         if mode == "attached-low":
             argv.append("--low-bandwidth")
@@ -103,6 +146,7 @@ def one_run(base: Path, model: Path, iters: int, mode: str) -> dict:
                 finished_at.append(elapsed)
             return bool(finished_at) and elapsed > finished_at[0] + 3.0
 
+        wall0 = time.time()
         cap = run_in_pty(argv, env=env, cols=120, rows=40, duration=1800, stop_when=stop_when)
         # the first frame: the first sizeable write (the terminal set-up codes come earlier,
         # while Python is still importing)
@@ -115,10 +159,20 @@ def one_run(base: Path, model: Path, iters: int, mode: str) -> dict:
             after_bytes=cap.bytes_between(first + FIRST_PAINT_S, end + 1e-9),
             after_seconds=round(after, 1),
             total_bytes=cap.total,
+            screen_seconds=round(end, 1),
+            screen_cpu_seconds=round(cap.cpu_seconds or 0.0, 2),
         )
         out["after_bytes_per_s"] = round(out["after_bytes"] / after, 1)
-        # the screen's bytes over the training itself (as the log's bytes/s are taken)
         (base / f"screen-{mode}.raw").write_bytes(bytes(cap.raw))
+        (base / f"screen-{mode}.chunks.json").write_text(json.dumps(cap.chunks))
+        # the screen's bytes while the trainer logged iterations (start-up excluded)
+        window = training_window(Path(list_runs(ws)[-1].work_dir))
+        if window:
+            t0, t1 = window[0] - wall0, window[1] - wall0
+            t0 = max(t0, first + FIRST_PAINT_S)
+            if t1 > t0:
+                out["training_seconds"] = round(t1 - t0, 1)
+                out["training_bytes_per_s"] = round(cap.bytes_between(t0, t1) / (t1 - t0), 1)
     record = list_runs(ws)[-1]
     out["state"] = record.state
     out.update(_log_stats(record))
@@ -131,6 +185,11 @@ def one_run(base: Path, model: Path, iters: int, mode: str) -> dict:
     span = out["run_seconds"] or 1
     out["stdout_log_bytes_per_s"] = round(out["stdout_log_bytes"] / span, 1)
     out["mmengine_log_bytes_per_s"] = round(out["mmengine_log_bytes"] / span, 1)
+    window = training_window(Path(record.work_dir))
+    if window:
+        # the raw log while it logged iterations: what `tail -f` of it would send
+        logged = _bytes_logged_between(Path(record.work_dir), *window)
+        out["mmengine_log_training_bytes_per_s"] = round(logged / (window[1] - window[0]), 1)
     return out
 
 

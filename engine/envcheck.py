@@ -19,6 +19,8 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -177,6 +179,17 @@ def _package_checks() -> list[Check]:
             checks.append(
                 Check(name, status, f"not installed ({wanted})", f"pip install '{name}{spec}'")
             )
+        elif not _satisfies(have, spec) and name == "bitsandbytes":
+            # xtuner's pin predates CUDA 13; a newer bitsandbytes ran its QLoRA on an H200.
+            # Whether 4-bit really works here is the "bitsandbytes 4-bit" check's verdict.
+            checks.append(
+                Check(
+                    name,
+                    "warn",
+                    f"{have} installed, {wanted}; see the 4-bit check for whether it works",
+                    f"if 4-bit fails: pip install '{name}{spec}'",
+                )
+            )
         elif not _satisfies(have, spec):
             checks.append(
                 Check(name, "fail", f"{have} installed, {wanted}", f"pip install '{name}{spec}'")
@@ -220,27 +233,70 @@ sys.stdout.write("\nPROBE-JSON " + json.dumps(out) + "\n")
 """
 
 
-def probe_torch(python: str | None = None, timeout: float = TORCH_PROBE_TIMEOUT) -> dict[str, Any]:
-    """Import torch (and bitsandbytes) in a child process; what it found, or an ``error``."""
+def probe_torch(
+    python: str | None = None,
+    timeout: float = TORCH_PROBE_TIMEOUT,
+    *,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Import torch (and bitsandbytes) in a child process; what it found, or an ``error``.
+
+    Setting ``cancel`` kills the child at once (the wizard quitting mid-check).
+    """
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore")
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [python or sys.executable, "-c", _PROBE],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
             env=env,
         )
-    except subprocess.TimeoutExpired:
-        return {"error": f"importing torch took over {timeout:.0f} s"}
     except OSError as exc:
         return {"error": f"cannot start {python or sys.executable}: {exc.strerror}"}
-    for line in reversed(proc.stdout.splitlines()):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            stdout, stderr = proc.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if (cancel is not None and cancel.is_set()) or time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                if cancel is not None and cancel.is_set():
+                    return {"error": "cancelled"}
+                return {"error": f"importing torch took over {timeout:.0f} s"}
+    for line in reversed(stdout.splitlines()):
         if line.startswith("PROBE-JSON "):
             return json.loads(line[len("PROBE-JSON ") :])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    tail = (stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"the probe exited {proc.returncode}: {tail[:300]}"}
+
+
+_probe_cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
+_probe_lock = threading.Lock()
+
+
+def probe_torch_cached(
+    *, max_age: float = 600.0, refresh: bool = False, cancel: threading.Event | None = None
+) -> dict[str, Any]:
+    """:func:`probe_torch`, reused for ``max_age`` seconds unless ``refresh``.
+
+    Keyed by the interpreter and the installed torch/bitsandbytes/triton versions, so a
+    reinstall is noticed; the wizard's first check uses it, its re-check key refreshes.
+    """
+    key = (sys.executable, *(str(_version(d)) for d in ("torch", "bitsandbytes", "triton")))
+    now = time.monotonic()
+    with _probe_lock:
+        hit = _probe_cache.get(key)
+    if hit is not None and not refresh and now - hit[0] < max_age:
+        return hit[1]
+    result = probe_torch(cancel=cancel)
+    if "error" not in result:
+        with _probe_lock:
+            _probe_cache[key] = (now, result)
+    return result
 
 
 def checks_from_probe(probe: dict[str, Any]) -> list[Check]:
@@ -710,10 +766,14 @@ def run_checks(
     probe: bool = True,
     sampler: GpuSampler | None = None,
     on_check: Callable[[Check], None] | None = None,
+    cancel: threading.Event | None = None,
+    fresh_probe: bool = True,
 ) -> list[Check]:
     """All the checks, in display order. ``on_check`` is called as each one is known.
 
-    ``probe=False`` skips the torch/CUDA/bitsandbytes child process (seconds).
+    ``probe=False`` skips the torch/CUDA/bitsandbytes child process (seconds); setting
+    ``cancel`` stops that child at once; ``fresh_probe=False`` reuses this process's last
+    probe of the same install (up to 10 minutes old).
     """
     checks: list[Check] = []
 
@@ -726,7 +786,8 @@ def run_checks(
     add(check_python())
     add(*check_packages())
     if probe:
-        add(*checks_from_probe(probe_torch()))
+        probed = probe_torch_cached(refresh=fresh_probe, cancel=cancel)
+        add(*checks_from_probe(probed))
     sampler = sampler or GpuSampler()
     add(*checks_from_gpus(sampler.sample(), sampler.error))
     add(check_cpu())

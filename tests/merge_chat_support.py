@@ -50,12 +50,14 @@ def trained_workspace(root: Path) -> Workspace:
     )
     cfg = ws.path(ws.load_state().choices["config"])
     work_dir = ws.work_dirs / cfg.stem
-    argv = module_command(TRAIN_MODULE, str(cfg), "--work-dir", str(work_dir))
+    argv = module_command(TRAIN_MODULE, str(cfg), "--work-dir", str(work_dir), "--seed", "0")
     run_id = new_run_id(ws)
     log = ws.runs_dir / run_id / "train.log"
     started = time.time()
     with open(log, "w") as fh:
-        proc = subprocess.run(argv, cwd=ws.root, env=child_env(), stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            argv, cwd=ws.root, env=child_env(), stdout=fh, stderr=subprocess.STDOUT
+        )
     assert proc.returncode == 0, log.read_text()[-3000:]
     record = RunRecord(
         id=run_id,

@@ -33,4 +33,4 @@ async def test_done_steps_show_on_the_rail(workspace: Workspace):
         app.mark_step_done("config")
         await pilot.pause()
         assert rail.state_of("config") == "done"
-    assert set(workspace.load_state().done) == {"data", "config"}
+    assert {"data", "config"} <= set(workspace.load_state().done)  # + environment once checked

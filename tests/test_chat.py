@@ -95,7 +95,9 @@ def test_hf_streams_pieces_and_is_greedy(hf):
 def test_stop_event_ends_the_answer(hf):
     stop = threading.Event()
     got = []
-    for tok in hf.generate_tokens([1, 3, 10, 11, 12], max_new_tokens=200, stop_event=stop, ignore_eos=True):
+    for tok in hf.generate_tokens(
+        [1, 3, 10, 11, 12], max_new_tokens=200, stop_event=stop, ignore_eos=True
+    ):
         got.append(tok)
         if len(got) == 3:
             stop.set()

@@ -146,8 +146,9 @@ def test_package_versions_match_what_xtuner_declares():
 
 
 def test_torch_probe_runs_in_a_child_process():
-    probe = envcheck.probe_torch()
+    probe = envcheck.probe_torch_cached(refresh=True)
     assert probe["torch"] == importlib.metadata.version("torch")
+    assert envcheck.probe_torch_cached() is probe  # reused until the re-check key refreshes
     checks = by_name(envcheck.checks_from_probe(probe))
     if probe["cuda_available"]:
         assert checks["torch + CUDA"].status == "ok"
@@ -162,6 +163,14 @@ def test_probe_failures_become_failed_checks():
         envcheck.probe_torch(python=str(Path(sys.executable).parent / "no-such-python"))
     )
     assert c.status == "fail" and "cannot start" in c.detail
+
+
+def test_a_cancelled_probe_stops_at_once():
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    assert envcheck.probe_torch(cancel=cancel) == {"error": "cancelled"}
 
 
 def test_triton_clash_gets_its_fix():

@@ -160,6 +160,7 @@ def test_environment_snapshot(snap_compare, workspace: Workspace, monkeypatch):
     async def feed(pilot) -> None:
         app.query_one("#title-bar", Static).update("xtuner-wizard  ·  ~/workspace")
         app.query_one(EnvironmentPane).show_checks(RECORDED)
+        await pilot.press("tab")  # into the pane: the footer shows its keys
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=feed)

@@ -41,7 +41,11 @@ def test_refuses_a_4bit_base(tmp_path, model_root):
     model = tmp_path / "quantized-model"
     shutil.copytree(demo_model(model_root), model)
     cfg = json.loads((model / "config.json").read_text())
-    cfg["quantization_config"] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "quant_method": "bitsandbytes"}
+    cfg["quantization_config"] = {
+        "load_in_4bit": True,
+        "bnb_4bit_quant_type": "nf4",
+        "quant_method": "bitsandbytes",
+    }
     (model / "config.json").write_text(json.dumps(cfg))
     ws, config, pth = _ws_with_checkpoint(tmp_path / "ws", model)
     with pytest.raises(WizardError) as err:
@@ -102,7 +106,12 @@ def test_merge_of_a_demo_run_loads_and_answers(model_root):
     phases = [p for p, _ in calls]
     for phase in ("convert", "merge", "save", "check", "done"):
         assert phase in phases, phases
-    assert phases.index("convert") < phases.index("merge") < phases.index("save") < phases.index("check")
+    assert (
+        phases.index("convert")
+        < phases.index("merge")
+        < phases.index("save")
+        < phases.index("check")
+    )
     merged = ws.merged_dir
     assert latest_merged(ws) == merged
     assert list(merged.glob("*.safetensors")) and not list(merged.glob("pytorch_model*.bin"))

@@ -121,3 +121,15 @@ async def test_gpu_panel_hidden_without_gpus():
         panel.show([], 5.0, 1.0, 2.0)
         assert panel.gpu_count == 0
         assert panel.lines == ["CPU    5%   RAM   1.0/2.0 GB"]
+
+
+async def test_chart_takes_a_retrained_iteration_value():
+    app = ChartApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        chart = app.query_one(LossChart)
+        chart.set_points([(1, 8.0), (2, 4.0)], max_iters=4)
+        await pilot.pause()
+        before = chart.column_text()
+        chart.set_points([(1, 8.0), (2, 1.0)])  # iteration 2 trained again after a resume
+        assert chart.column_text() != before
+        assert chart._points[2] == 1.0

@@ -20,7 +20,7 @@ async def test_merge_pane_without_runs(workspace):
         app.open_step("merge")
         await pilot.pause()
         assert "No training run yet" in _text(app, "#merge-check")
-        await pilot.press("m")  # nothing to merge: a warning, no crash
+        await pilot.click("#merge-start")  # nothing to merge: a warning, no crash
         await pilot.pause()
         assert "✓" not in _text(app, "#phase-convert")
 
@@ -37,11 +37,10 @@ async def test_merge_from_the_pane(tmp_path_factory):
         check = _text(app, "#merge-check")
         assert "template internlm2_chat" in check and "enough" in check
         assert "merged/ exists" in check
-        app.query_one("#merge-start").focus()
-        await pilot.press("m")
+        await pilot.click("#merge-start")
         await pilot.pause()
         assert "press Merge again" in _text(app, "#merge-detail")
-        await pilot.press("m")
+        await pilot.click("#merge-start")
         for _ in range(1200):  # real pth_to_hf + merge + load check: minutes on a busy CPU
             await pilot.pause(0.25)
             if not app.query_one("MergePane")._running:

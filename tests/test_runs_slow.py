@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.runs import get_run, resume_run, start_run, stop_run, wait_run
+from engine.runs import get_run, start_run, stop_run, wait_run
 from engine.runs.monitor import RunMonitor
 from engine.runs.records import group_alive, process_alive
 from engine.workspace import Workspace
@@ -132,7 +132,7 @@ def test_run_outlives_the_process_that_started_it(tmp_path, demo_model, capsys):
     assert "--- evaluation (before training) ---" in out
 
 
-def test_trainer_killed_after_first_checkpoint_then_resume_completes(tmp_path, demo_model):
+def test_trainer_killed_after_first_checkpoint_then_resume_completes(tmp_path, demo_model, capsys):
     ws, config = _workspace(tmp_path / "ws", demo_model, max_iters=6, save_steps=2)
     first = start_run(ws, config)
     work = Path(first.work_dir)
@@ -149,11 +149,16 @@ def test_trainer_killed_after_first_checkpoint_then_resume_completes(tmp_path, d
     assert killed.cause_kind == "killed" and "resume" in killed.fix
     assert RunMonitor.for_record(killed).poll().phase == "failed"
 
-    resumed = resume_run(ws)
+    # `resume --wait` follows the new run live (plain lines: stdout is not a tty here)
+    assert main(["resume", "--wait", "--workspace", str(ws.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming run {first.id} from work_dirs/" in out
+    assert "[6/6] 100%" in out and "succeeded" in out
+    resumed = get_run(ws)
     assert resumed.previous_run == first.id
     assert Path(resumed.resumed_from).name == "iter_2.pth"
     assert "--resume" in resumed.argv and "--resume" in resumed.command
-    done = wait_run(ws, resumed.id, timeout=RUN_TIMEOUT)
+    done = wait_run(ws, resumed.id, timeout=60)
     assert done.state == "succeeded", (done.cause, done.log_path.read_text()[-3000:])
     assert Path(done.checkpoint).name == "iter_6.pth"
 

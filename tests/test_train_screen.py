@@ -215,3 +215,43 @@ async def test_watch_a_demo_run_to_the_end(tmp_path, demo_model, steady_host):
     assert "train" in ws.load_state().done
     record_files = list(ws.runs_dir.glob("*.json"))
     assert json.loads(record_files[0].read_text())["state"] == "succeeded"
+
+
+@pytest.mark.slow
+async def test_stop_asks_first_and_resume_needs_a_checkpoint(tmp_path, demo_model, steady_host):
+    from engine.runs.records import list_runs
+
+    ws = prepare_workspace(tmp_path / "ws", model_dir=demo_model, overrides={"max_iters": 200})
+    ws.update_state(current_step="train")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(TrainPane)
+        await pilot.click("#train-start")
+        await pilot.pause(0.5)
+        assert pane._record is not None and pane._record.active
+        from tui.screens.train import ConfirmStop
+
+        await pilot.click("#train-stop")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ConfirmStop)
+        await pilot.press("n")  # keep training
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmStop)
+        assert list_runs(ws)[-1].active
+
+        await pilot.click("#train-stop")
+        await pilot.pause(0.3)
+        await pilot.press("y")
+        for _ in range(120):
+            await pilot.pause(1.0)
+            if pane._record is not None and pane._record.state == "stopped":
+                break
+        assert list_runs(ws)[-1].state == "stopped"
+        await pilot.pause(2.5)
+        assert "Stopped. Press r to resume" in screen_text(app)
+
+        # no checkpoint yet (save_steps is 32): resume says so instead of starting anything
+        await pilot.click("#train-resume")
+        await pilot.pause(0.5)
+        assert len(list_runs(ws)) == 1
+        assert any("no checkpoint" in str(n.message) for n in app._notifications)

@@ -45,9 +45,10 @@ class Tmux:
 
     def start(self, session: str, command: str) -> int:
         self("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
-        self("set-option", "-g", "window-size", "manual")
-        self("resize-window", "-t", session, "-x", "120", "-y", "40")
         return int(self("list-panes", "-t", session, "-F", "#{pane_pid}").split()[0])
+
+    def size(self, session: str) -> str:
+        return self("list-windows", "-t", session, "-F", "#{window_width}x#{window_height}").strip()
 
     def screen(self, session: str) -> str:
         return self("capture-pane", "-p", "-t", session, check=False)
@@ -72,10 +73,12 @@ def test_run_survives_a_killed_wizard_and_is_shown_on_reopen(tmp_path, tmux):
     model = build_model(tmp_path / "demo-model")
     ws = prepare_workspace(tmp_path / "ws", model_dir=model, overrides={"max_iters": 10})
     ws.update_state(current_step="train")
-    env = f"env TERM=xterm-256color PATH={os.environ.get('PATH', '')}"
+    # COLUMNS/LINES (set by some runners) would override the terminal's real size
+    env = f"env -u COLUMNS -u LINES TERM=xterm-256color PATH={os.environ.get('PATH', '')}"
     command = f"{env} {WIZARD} --workspace {ws.root}"
 
     pid = tmux.start("wiz", command)
+    assert tmux.size("wiz") == "120x40"
     tmux.wait_for_text("wiz", "No training run yet", timeout=180)
     tmux("send-keys", "-t", "wiz", "Tab")  # from the step rail into the Train pane
     time.sleep(0.5)
@@ -92,7 +95,8 @@ def test_run_survives_a_killed_wizard_and_is_shown_on_reopen(tmp_path, tmux):
     assert record.state == "succeeded", record
 
     tmux.start("again", command)
+    assert tmux.size("again") == "120x40"
     screen = tmux.wait_for_text("again", f"succeeded · run {record.id}", timeout=180)
     assert "iter 10/10 (100%)" in screen
-    assert "loss per iteration" in screen and "█" in screen  # the whole loss history
+    assert "loss per iteration" in screen and "█" in screen, screen  # the whole loss history
     assert "answers after training, iter 10" in screen

@@ -397,3 +397,13 @@ class FastEngine(ChatEngine):
         self.graphs.clear()
         self.layers = []
         self.k_cache = self.v_cache = None
+
+
+class CompiledFastEngine(FastEngine):
+    """``fast`` with torch.compile fusing each layer's small ops before the graphs are captured."""
+
+    name = "fast-compile"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("compile", True)
+        super().__init__(*args, **kwargs)

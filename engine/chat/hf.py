@@ -17,6 +17,24 @@ from engine.chat.base import DEFAULT_MAX_NEW_TOKENS, ChatEngine, GenerationStats
 from engine.errors import WizardError
 
 _DONE = object()
+_IMPORT_LOCK = threading.Lock()
+
+
+def _auto_classes():
+    """transformers' Auto classes. Its lazy module can fail a ``from ... import`` made while
+    another thread (another pane's worker) is still importing it: serialise and retry."""
+    import importlib
+
+    with _IMPORT_LOCK:
+        for attempt in range(5):
+            try:
+                auto = importlib.import_module("transformers.models.auto")
+                return auto.AutoModelForCausalLM, auto.AutoTokenizer
+            except ImportError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.5)
+    raise RuntimeError("unreachable")
 
 
 def load_hf_model(
@@ -24,8 +42,8 @@ def load_hf_model(
 ):
     """(model, tokenizer) loaded offline, in eval mode, on ``device``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    AutoModelForCausalLM, AutoTokenizer = _auto_classes()
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:

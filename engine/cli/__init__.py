@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "engine.cli.chat",
     "engine.cli.evaluate",
     "engine.cli.run_all",
+    "engine.cli.distributed",
 )
 
 EXIT_USER_ERROR = 2

@@ -26,7 +26,11 @@ def register(sub, parent) -> None:
     p.add_argument("--adapter", metavar="DIR", help="a LoRA adapter (hf/) to apply to MODEL")
     p.add_argument("--prompt", metavar="TEXT", help="ask once, print the answer, exit")
     p.add_argument("--system", metavar="TEXT", help="system prompt")
-    p.add_argument("--engine", default="hf", help="hf (default), fast (GPU: CUDA graphs), lmdeploy")
+    p.add_argument(
+        "--engine",
+        default="hf",
+        help="hf (default), fast (GPU: CUDA graphs), fast-compile, lmdeploy",
+    )
     p.add_argument(
         "--template", metavar="NAME|CFG", help="prompt template name or config (default: the run's)"
     )
@@ -73,6 +77,8 @@ def handle(args: argparse.Namespace) -> int:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        if args.model is None:
+            ws.mark_done("chat")  # the workspace's own merged model answered
         return 0
     return _loop(engine, gen)
 

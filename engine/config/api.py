@@ -34,7 +34,6 @@ from engine.config.profiles import (
 )
 from engine.config.render import Code, ConfigSource
 from engine.config.settings import (
-    WIZARD_KEYS,
     apply_setting,
     defined_names,
     parse_assignment,
@@ -245,9 +244,9 @@ def render_config(
         try:
             apply_setting(src, key, value)
         except WizardError as exc:
-            if key not in WIZARD_KEYS or "has no" not in exc.message:
+            if "has no" not in exc.message and "unknown setting" not in exc.message:
                 raise
-            notes.append(f"{key} left alone: {exc.message}")  # e.g. no EvaluateChatHook
+            notes.append(f"{key} left alone: this base config has no such setting")
     for key, value in (overrides or {}).items():
         apply_setting(src, key, value)
     for item in set_args or ():

@@ -98,6 +98,11 @@ def _dtype_code(name: str) -> Code:
     return Code(f"torch.{name}")
 
 
+def _ensure_torch(src: ConfigSource) -> None:
+    if "torch" not in defined_names(src):
+        src.insert_after_imports("import torch")
+
+
 def _get_dtype(src: ConfigSource) -> str | None:
     value = src.get_kw(LLM, "torch_dtype")
     if isinstance(value, Code) and value.text.startswith("torch."):
@@ -109,6 +114,7 @@ def _set_dtype(src: ConfigSource, value: str | None) -> None:
     if value is None:
         src.remove_kw(LLM, "torch_dtype")
         return
+    _ensure_torch(src)
     src.set_kw(LLM, "torch_dtype", _dtype_code(value))
     if src.has_call((*LLM, "quantization_config")):
         src.set_kw((*LLM, "quantization_config"), "bnb_4bit_compute_dtype", _dtype_code(value))
@@ -154,6 +160,7 @@ def _set_quant(src: ConfigSource, value: str | None) -> None:
         )
     if _get_quant(src) == value:
         return
+    _ensure_torch(src)
     if "BitsAndBytesConfig" not in src.text:
         src.insert_after_imports("from transformers import BitsAndBytesConfig")
     src.set_kw(LLM, "quantization_config", _quant_block(value, _get_dtype(src) or "float16"))

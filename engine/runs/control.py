@@ -77,6 +77,14 @@ def _killpg(pgid: int | None, sig: int) -> None:
         pass
 
 
+def _wait_until(predicate, deadline: float) -> bool:
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
 def _wait_gone(record: RunRecord, deadline: float) -> bool:
     while time.time() < deadline:
         if not trainer_alive(record):
@@ -118,6 +126,8 @@ def stop_run(
     while time.time() < end:
         record = record.reload()
         if not record.active:
+            # the outcome is written; the supervisor exits right after: leave nothing behind
+            _wait_until(lambda r=record: not supervisor_alive(r), time.time() + 10)
             return record
         if not supervisor_alive(record):
             break

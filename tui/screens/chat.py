@@ -30,6 +30,7 @@ FLUSH_S_LOW_BANDWIDTH = 0.2
 ENGINES = (
     ("transformers (hf)", "hf"),
     ("fast (GPU, CUDA graphs)", "fast"),
+    ("fast + torch.compile", "fast-compile"),
     ("lmdeploy", "lmdeploy"),
 )
 
@@ -96,8 +97,9 @@ class ChatPane(StepPane):
     ChatPane #chat-engine { width: 32; }
     ChatPane #chat-model-name { padding: 1 1 0 0; width: 1fr; }
     ChatPane #chat-settings { height: auto; }
+    ChatPane #chat-settings Label { padding: 1 0 0 1; }
     ChatPane #chat-system { width: 1fr; }
-    ChatPane .chat-num { width: 14; }
+    ChatPane .chat-num { width: 9; }
     ChatPane #chat-tabs { height: 1fr; }
     ChatPane #chat-log { height: 1fr; }
     ChatPane #chat-current { color: $text; }
@@ -128,24 +130,14 @@ class ChatPane(StepPane):
             yield Label("Engine")
             yield Select(ENGINES, value="hf", allow_blank=False, id="chat-engine")
         with Horizontal(id="chat-settings"):
+            yield Label("System")
             yield Input(placeholder="system prompt (empty: none, as in training)", id="chat-system")
-            yield Input(
-                "0",
-                placeholder="temperature",
-                id="chat-temp",
-                classes="chat-num",
-                tooltip="temperature (0 = greedy)",
-            )
-            yield Input(
-                "1.0", placeholder="top-p", id="chat-topp", classes="chat-num", tooltip="top-p"
-            )
-            yield Input(
-                "256",
-                placeholder="max new",
-                id="chat-max",
-                classes="chat-num",
-                tooltip="max new tokens",
-            )
+            yield Label("temp")
+            yield Input("0", id="chat-temp", classes="chat-num", tooltip="temperature (0 = greedy)")
+            yield Label("top-p")
+            yield Input("1.0", id="chat-topp", classes="chat-num", tooltip="top-p")
+            yield Label("max new")
+            yield Input("256", id="chat-max", classes="chat-num", tooltip="max new tokens")
         with TabbedContent(id="chat-tabs", initial="tab-chat"):
             with TabPane("Chat", id="tab-chat"):
                 with VerticalScroll(id="chat-log"):
@@ -357,16 +349,19 @@ class ChatPane(StepPane):
             self._paint_history()
             self._live["chat-current"] = ""
             self.query_one("#chat-current", Static).update("")
-            self.query_one("#chat-status", Static).update(
-                Text(message.info + suffix.split("\n")[0])
-            )
+            status = message.info + (" [stopped]" if message.stopped else "")
+            if message.error:
+                status = f"error: {message.error}"
+            self.query_one("#chat-status", Static).update(Text(status))
         else:
             role = "Base" if message.target == "ba-base" else "Tuned"
             path = base if message.target == "ba-base" else tuned
             info = message.info.split(" · ")[0].split(": ", 1)[-1]
             self.query_one(f"#{message.target}-label", Static).update(
                 Text(
-                    f"{role} · {short_path(ws, path)} · {info}{suffix.splitlines()[0] if suffix else ''}"
+                    f"{role} · {short_path(ws, path)} · "
+                    + (f"error: {message.error}" if message.error else info)
+                    + (" [stopped]" if message.stopped else "")
                 )
             )
 

@@ -4,7 +4,7 @@ Left: the base config (filterable, the tutorial's preselected), the profile, and
 the settings the tutorial lists, each with a one-line explanation. Right: the estimate
 (memory per GPU, iterations, time) and the live, coloured unified diff against the built-in,
 recomputed off the UI thread a moment after the form stops changing. ctrl+s writes
-``<base>_copy.py`` (a hand-edited one only after a confirmation, with a backup); ctrl+e opens
+``<base>_copy.py`` (a hand-edited one only after a confirmation, with a backup); ctrl+o opens
 it in $EDITOR and re-reads it after.
 """
 
@@ -48,7 +48,7 @@ from engine.errors import WizardError
 from tui.step import StepPane
 
 DEBOUNCE_S = 0.3
-HELP = "The diff follows the form.  tab into the form · ctrl+s write · ctrl+e edit in $EDITOR · esc steps"
+HELP = "The diff follows the form.  tab into the form · ctrl+s write · ctrl+o open in $EDITOR · esc steps"
 
 # The settings the tutorial lists (and the wizard's keys for what it sets inside dicts).
 FORM_KEYS = (
@@ -171,7 +171,7 @@ class ConfigPane(StepPane):
 
     BINDINGS = [
         Binding("ctrl+s", "write", "Write config"),
-        Binding("ctrl+e", "edit", "Edit in $EDITOR"),
+        Binding("ctrl+o", "edit", "Open in $EDITOR"),
         Binding("ctrl+r", "reset", "Reset form"),
     ]
 
@@ -188,8 +188,8 @@ class ConfigPane(StepPane):
         text-wrap: nowrap; text-overflow: ellipsis; }
     ConfigPane .field Input.-override { text-style: bold; }
     ConfigPane #cfg-side { width: 1fr; height: 100%; }
-    ConfigPane #cfg-estimate { height: auto; border: round $primary-darken-2; padding: 0 1;
-        text-wrap: nowrap; text-overflow: ellipsis; }
+    ConfigPane #cfg-estimate { height: auto; max-height: 12; border: round $primary-darken-2;
+        padding: 0 1; }
     ConfigPane #cfg-diff-box { height: 1fr; border: round $primary-darken-2; }
     ConfigPane #cfg-diff { width: auto; padding: 0 1; }
     ConfigPane #cfg-status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -398,7 +398,7 @@ class ConfigPane(StepPane):
             diff.update(Text(""))
             estimate.update(Text(result.error, style="bold red"))
             return
-        text = Text("\n".join(result.estimate), no_wrap=True, overflow="ellipsis")
+        text = Text("\n".join(result.estimate))
         for warning in result.warnings:
             text.append("\n" + warning, style="bold red")
         estimate.update(text)

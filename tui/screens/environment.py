@@ -7,6 +7,8 @@ choice "demo" (or none), key b builds the demo model in another worker.
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.table import Table
@@ -80,6 +82,8 @@ class EnvironmentPane(StepPane):
         self._checking = False
         self._building = False
         self._started = False
+        self._cancel = threading.Event()  # set on unmount: stops the probe child process
+        self._demo_proc: subprocess.Popen | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(INTRO, id="env-intro")
@@ -105,6 +109,13 @@ class EnvironmentPane(StepPane):
             return self.uses_demo_model()
         return True
 
+    def on_unmount(self) -> None:
+        # Quitting mid-check or mid-build: end the children so no thread outlives the app.
+        self._cancel.set()
+        proc = self._demo_proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
     def _to_ui(self, fn, *args) -> None:
         """From a worker thread: run ``fn`` on the UI thread, unless the app is closing."""
         try:
@@ -123,24 +134,31 @@ class EnvironmentPane(StepPane):
 
     # -- checks ------------------------------------------------------------------------
     def action_recheck(self) -> None:
-        self.start_checks()
+        self.start_checks(fresh=True)
 
-    def start_checks(self) -> None:
+    def start_checks(self, *, fresh: bool = False) -> None:
+        """Run the checks; ``fresh`` re-probes torch/CUDA even if probed minutes ago."""
         self._generation += 1
         self._checks = []
         self._checking = True
         self._render_checks()
-        self._run_checks(self._generation)
+        self._run_checks(self._generation, fresh)
 
     @work(thread=True, exclusive=True, group="envcheck")
-    def _run_checks(self, generation: int) -> None:
+    def _run_checks(self, generation: int, fresh: bool) -> None:
         from engine.envcheck import Check, run_checks
 
         def arrived(check: Check) -> None:
             self._to_ui(self._add_check, generation, check)
 
         try:
-            checks = run_checks(self.workspace, probe=self.PROBE, on_check=arrived)
+            checks = run_checks(
+                self.workspace,
+                probe=self.PROBE,
+                on_check=arrived,
+                cancel=self._cancel,
+                fresh_probe=fresh,
+            )
         except Exception as exc:  # a probe's bug: show it as a failed check, not a crash
             checks = [Check("checks", "fail", f"the checks crashed: {exc}", "report this bug")]
             self._to_ui(self._add_check, generation, checks[0])
@@ -208,8 +226,6 @@ class EnvironmentPane(StepPane):
     def _build_demo(self) -> None:
         """Build in a child process (``xtuner-wizard demo-model --progress``): importing torch
         here would hold the GIL for seconds and freeze the screen."""
-        import subprocess
-
         from engine.cli.demo import command, parse_progress
         from engine.xtuner_env import child_env
 
@@ -226,6 +242,7 @@ class EnvironmentPane(StepPane):
         except OSError as exc:
             self._to_ui(self._demo_done, None, exc.strerror or str(exc))
             return
+        self._demo_proc = proc
         assert proc.stdout is not None
         for line in proc.stdout:
             parsed = parse_progress(line)

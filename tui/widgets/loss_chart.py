@@ -235,11 +235,21 @@ class LossChart(Widget):
 
     def _absorb(self, points: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
         new = []
+        replaced = False
         for i, v in points:
             i, v = int(i), float(v)
-            if i not in self._points and math.isfinite(v):
+            if not math.isfinite(v):
+                continue
+            old = self._points.get(i)
+            if old is None:
                 self._points[i] = v
                 new.append((i, v))
+            elif old != v:  # trained again after a resume: the new value wins
+                self._points[i] = v
+                replaced = True
+        if replaced:
+            self._relayout()
+            return []
         return new
 
     # -- geometry ----------------------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""The tutorial end to end, through the command line, with real xtuner on the demo model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TUTORIAL_ANSWER, wizard_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_all_then_chat_answers_with_the_trained_identity(tutorial_workspace):
+    ws = tutorial_workspace
+    out = ws.run_all_output
+    assert "demo sizing" in out, "run-all says which sizes it picked for the demo model"
+    assert set(ws.load_state().done) == {"environment", "data", "config", "train", "merge", "chat"}
+    assert (ws.merged_dir / "model.safetensors").is_file() or list(
+        ws.merged_dir.glob("*.safetensors")
+    )
+
+    chat = wizard_cli("--workspace", str(ws.root), "chat", "--prompt", "请介绍一下你自己")
+    assert chat.returncode == 0, chat.stderr
+    assert TUTORIAL_ANSWER in chat.stdout
+
+    runs = wizard_cli("--workspace", str(ws.root), "runs", "--json")
+    assert runs.returncode == 0, runs.stderr
+    records = json.loads(runs.stdout)
+    assert records[-1]["state"] == "succeeded" and records[-1]["exit_code"] == 0
+
+
+def test_the_base_model_does_not_know_the_identity(tutorial_workspace):
+    ws = tutorial_workspace
+    chat = wizard_cli(
+        "--workspace", str(ws.root), "chat", str(ws.demo_model_dir), "--prompt", "请介绍一下你自己"
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert TUTORIAL_ANSWER not in chat.stdout
