@@ -75,7 +75,9 @@ def _log_stats(record) -> dict:
     }
 
 
-_ITER_STAMP = re.compile(r"^(\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - mmengine - INFO - Iter\(train\)")
+# mmengine's log file has the year ("2026/11/29 03:24:40"), its console lines do not
+_STAMP = r"^(?:\d{4}/)?(\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - "
+_ITER_STAMP = re.compile(_STAMP + r"mmengine - INFO - Iter\(train\)")
 
 
 def training_window(work_dir: Path) -> tuple[float, float] | None:
@@ -101,7 +103,7 @@ def _bytes_logged_between(work_dir: Path, start: float, end: float) -> int:
     total = 0
     for log in sorted(work_dir.glob("*/*.log")):
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
-            m = re.match(r"^(\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - ", line)
+            m = re.match(_STAMP, line)
             if not m:
                 continue
             t = time.mktime(time.strptime(f"{year}/{m.group(1)}", "%Y/%m/%d %H:%M:%S"))
@@ -164,7 +166,9 @@ def one_run(base: Path, model: Path, iters: int, mode: str) -> dict:
         )
         out["after_bytes_per_s"] = round(out["after_bytes"] / after, 1)
         (base / f"screen-{mode}.raw").write_bytes(bytes(cap.raw))
-        (base / f"screen-{mode}.chunks.json").write_text(json.dumps(cap.chunks))
+        (base / f"screen-{mode}.chunks.json").write_text(
+            json.dumps({"wall0": wall0, "chunks": cap.chunks})
+        )
         # the screen's bytes while the trainer logged iterations (start-up excluded)
         window = training_window(Path(list_runs(ws)[-1].work_dir))
         if window:

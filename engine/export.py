@@ -70,16 +70,18 @@ def _base_from_choice(ws: Workspace) -> Path | None:
     return ws.demo_model_dir if choice == "demo" else ws.path(choice)
 
 
+def checkpoint_bytes(path: Path) -> int:
+    """Size of a checkpoint: an ``iter_N.pth`` file or a DeepSpeed folder of shards."""
+    from engine.distributed import is_zero_checkpoint, zero_checkpoint_info
+
+    return zero_checkpoint_info(path).bytes if is_zero_checkpoint(path) else path.stat().st_size
+
+
 def checkpoints_of(work_dir: Path) -> list[Path]:
-    """``iter_N.pth`` files of a work dir, oldest first."""
+    """Checkpoints of a work dir, oldest first: ``iter_N.pth`` files and DeepSpeed folders."""
+    from engine.distributed import checkpoints_in
 
-    def n(p: Path) -> int:
-        try:
-            return int(p.stem.split("_", 1)[1])
-        except (IndexError, ValueError):
-            return -1
-
-    return sorted((p for p in Path(work_dir).glob("iter_*.pth") if n(p) >= 0), key=n)
+    return checkpoints_in(work_dir)
 
 
 def resolve_source(
@@ -92,18 +94,25 @@ def resolve_source(
 ) -> MergeSource:
     """The config, checkpoint and base model a merge uses (a run record, or paths given)."""
     from engine.chat.templates import config_settings
+    from engine.distributed import check_deepspeed, is_checkpoint, is_zero_checkpoint
+    from engine.runs.control import refresh
     from engine.runs.launch import last_checkpoint
     from engine.runs.records import get_run, list_runs
 
     record = get_run(ws, run) if (checkpoint is None or run is not None) else None
     if checkpoint is not None:
         pth = ws.path(checkpoint)
-        if not pth.is_file():
-            raise WizardError("checkpoint not found", where=str(pth), fix="give an iter_N.pth file")
+        if not is_checkpoint(pth):
+            raise WizardError(
+                "checkpoint not found",
+                where=str(pth),
+                fix="give an iter_N.pth file or a DeepSpeed iter_N.pth/ folder",
+            )
         if record is None:  # the run that wrote it, when there is one
             same = [r for r in list_runs(ws) if Path(r.work_dir).resolve() == pth.parent.resolve()]
             record = same[-1] if same else None
     else:
+        record = refresh(record)  # a run whose supervisor died is not "running" any more
         if record.active:
             raise WizardError(
                 f"run {record.id} is still {record.state}",
@@ -116,6 +125,8 @@ def resolve_source(
                 where=record.work_dir,
                 fix="train until the first save (save_steps), or resume the run",
             )
+    if is_zero_checkpoint(pth):
+        check_deepspeed()  # pth_to_hf needs DeepSpeed to read a ZeRO folder
     run_id = record.id if record else None
     if config is None and record is not None:
         config = record.config
@@ -374,7 +385,7 @@ def convert_and_merge(
     check_full_precision(src.base_model)
     out_dir = ws.path(out) if out else ws.merged_dir
     hf_dir = ws.hf_dir if out is None else out_dir.with_name(out_dir.name + "-adapter")
-    needed = estimate_merged_bytes(src.base_model) + src.checkpoint.stat().st_size
+    needed = estimate_merged_bytes(src.base_model) + checkpoint_bytes(src.checkpoint)
     free = check_free_space(out_dir.parent, needed, limit=disk_limit)
     say("prepare", f"disk: needs ~{_human(needed)}, {_human(free)} free")
     for folder in (hf_dir, out_dir):

@@ -34,3 +34,16 @@ async def test_done_steps_show_on_the_rail(workspace: Workspace):
         await pilot.pause()
         assert rail.state_of("config") == "done"
     assert {"data", "config"} <= set(workspace.load_state().done)  # + environment once checked
+
+
+async def test_enter_on_the_rail_moves_into_the_step_and_escape_back(workspace: Workspace):
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(110, 34)) as pilot:
+        await pilot.press("2")
+        assert isinstance(app.focused, StepRail)
+        await pilot.press("enter")
+        assert app.focused is not None and app.focused.id == "name"
+        await pilot.press("A", "d", "a")
+        assert app.query_one("#name").value == "Ada"
+        await pilot.press("escape")
+        assert isinstance(app.focused, StepRail)

@@ -9,7 +9,8 @@ from textual.widgets import Input, Select, Static
 from engine.data import dumps_dataset, generate_tutorial
 from engine.workspace import Workspace
 from tui.app import WizardApp
-from tui.screens.data import DEBOUNCE_S, ConfirmOverwrite, DataPane
+from tui.screens.data import DEBOUNCE_S, DataPane
+from tui.widgets.confirm import ConfirmReplace
 from tui.widgets.step_rail import StepRail
 
 SIZE = (120, 40)
@@ -106,17 +107,17 @@ async def test_an_edited_file_is_never_overwritten_without_confirmation(workspac
 
         await pilot.press("ctrl+s")
         await settle(pilot)
-        assert isinstance(app.screen, ConfirmOverwrite)
+        assert isinstance(app.screen, ConfirmReplace)
         await pilot.press("n")
         await settle(pilot)
-        assert not isinstance(app.screen, ConfirmOverwrite)
+        assert not isinstance(app.screen, ConfirmReplace)
         assert workspace.dataset_path.read_bytes() == mine
         assert "Kept datas/assistant.json" in panel_text(app, "data-status")
         assert not workspace.backups_dir.exists()
 
         await pilot.press("ctrl+s")
         await settle(pilot)
-        assert isinstance(app.screen, ConfirmOverwrite)
+        assert isinstance(app.screen, ConfirmReplace)
         await pilot.press("y")
         await settle(pilot)
         assert "Ada" in workspace.dataset_path.read_text(encoding="utf-8")

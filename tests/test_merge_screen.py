@@ -43,7 +43,7 @@ async def test_merge_from_the_pane(tmp_path_factory):
         await pilot.click("#merge-start")
         for _ in range(1200):  # real pth_to_hf + merge + load check: minutes on a busy CPU
             await pilot.pause(0.25)
-            if not app.query_one("MergePane")._running:
+            if not app.query_one("MergePane")._merging:
                 break
         detail = _text(app, "#merge-detail")
         assert "Merged model: merged/" in detail, detail + _text(app, "#merge-tail")

@@ -35,11 +35,12 @@ class StepPane(Vertical):
         """Called when the user opens this step."""
 
     def focus_first(self) -> None:
-        """Focus the first focusable widget of the step (called on Enter from the rail)."""
-        for widget in self.query("*"):
-            if widget.focusable:
-                widget.focus()
-                return
+        """Focus the step's first field (called on Enter from the rail). Scroll areas are
+        focusable too: one that holds fields is skipped for its first field."""
+        chain = [w for w in self.screen.focus_chain if self in w.ancestors]
+        leaves = [w for w in chain if not any(w in other.ancestors for other in chain)]
+        if leaves:
+            leaves[0].focus()
 
     def mark_done(self, done: bool = True) -> None:
         self.app.mark_step_done(self.step_id, done)  # type: ignore[attr-defined]

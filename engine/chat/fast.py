@@ -241,11 +241,21 @@ class FastEngine(ChatEngine):
         v = qkv[:, :, g + 1]
         kc.index_copy_(1, positions, qk[:, :, g].transpose(0, 1))
         vc.index_copy_(1, positions, v.transpose(0, 1))
-        q = qk[:, :, :g].reshape(t, kvh * g, d).transpose(0, 1)  # [heads, T, D]
-        o = F.scaled_dot_product_attention(
-            q[None], kc[None, :, :n_keys], vc[None, :, :n_keys], attn_mask=mask, enable_gqa=True
-        )
-        o = o[0].transpose(0, 1).reshape(t, kvh * g * d)
+        if self.lm_head.device.type == "cpu":
+            # PyTorch's CPU SDPA with a mask costs ~15 ms a call at these tiny shapes: plain
+            # matmuls instead (queries grouped per KV head, so no K/V copies either)
+            qh = qk[:, :, :g].permute(1, 2, 0, 3).reshape(kvh, g * t, d)
+            s = torch.matmul(qh, kc[:, :n_keys].transpose(1, 2)) * d**-0.5
+            s = s.view(kvh, g, t, n_keys).masked_fill(~mask, float("-inf"))
+            p = torch.softmax(s.float(), -1).to(x.dtype).view(kvh, g * t, n_keys)
+            o = torch.matmul(p, vc[:, :n_keys]).view(kvh, g, t, d).permute(2, 0, 1, 3)
+            o = o.reshape(t, kvh * g * d)
+        else:
+            q = qk[:, :, :g].reshape(t, kvh * g, d).transpose(0, 1)  # [heads, T, D]
+            o = F.scaled_dot_product_attention(
+                q[None], kc[None, :, :n_keys], vc[None, :, :n_keys], attn_mask=mask, enable_gqa=True
+            )
+            o = o[0].transpose(0, 1).reshape(t, kvh * g * d)
         x = x + F.linear(o, lw.wo, lw.bo)
         gate, up = F.linear(self._rms(x, lw.ffn_norm), lw.w13).chunk(2, -1)
         return x + F.linear(F.silu(gate) * up, lw.w2)

@@ -23,6 +23,21 @@ def register(sub, parent) -> None:
         "config (the one `xtuner-wizard config` wrote) is trained.",
     )
     p.add_argument("config", nargs="?", default=None, metavar="CONFIG", help="config .py to train")
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        metavar="N",
+        help="GPUs on this machine (default: the Config step's choice, else 1); more than one "
+        "runs `NPROC_PER_NODE=N xtuner train` (torchrun)",
+    )
+    p.add_argument(
+        "--deepspeed",
+        default=None,
+        metavar="STAGE",
+        help="DeepSpeed ZeRO stage: zero1, zero2, zero2_offload, zero3, zero3_offload, a "
+        "DeepSpeed .json, or none (default: the Config step's choice, else none)",
+    )
     p.add_argument("--wait", action="store_true", help="follow the run until it ends (like attach)")
     p.set_defaults(func=handle_train)
 
@@ -41,7 +56,7 @@ def register(sub, parent) -> None:
     p = sub.add_parser(
         "stop",
         parents=[parent],
-        help="stop a run (SIGINT to its process group, escalating); no checkpoint is written",
+        help="stop a run and every process of it (SIGINT, escalating); no checkpoint is written",
     )
     p.add_argument("run", nargs="?", default=None, metavar="RUN", help="run id (default: latest)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds before escalating")
@@ -72,7 +87,7 @@ def _started(record, ws, wait: bool) -> int:
 def handle_train(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.errors import WizardError
-    from engine.runs.launch import start_run
+    from engine.runs.launch import launch_command, plan_for, plan_from_choices, start_run
 
     ws = workspace_of(args)
     config = args.config or ws.load_state().choices.get("config")
@@ -82,7 +97,31 @@ def handle_train(args: argparse.Namespace) -> int:
             where=str(ws.root),
             fix="render one with `xtuner-wizard config --model PATH --data PATH`, or pass CONFIG",
         )
-    record = start_run(ws, config)
+    plan = plan_from_choices(ws)  # the Config step's choice; the flags override it
+    if args.gpus is not None or args.deepspeed is not None:
+        plan = plan_for(
+            args.gpus if args.gpus is not None else (plan.gpus_per_node if plan else None),
+            args.deepspeed if args.deepspeed is not None else (plan.deepspeed if plan else None),
+        )
+    if plan is not None:
+        from engine.distributed import LaunchPlan, validate
+
+        # checked here first (GPUs, deepspeed), then shown before anything starts
+        shown = LaunchPlan(plan.gpus_per_node, deepspeed=plan.deepspeed, config=ws.path(config))
+        if ws.path(config).is_file():
+            try:
+                validate(shown, local=True)
+            except WizardError as exc:
+                if exc.where == "--gpus" and exc.fix and "; to only print" in exc.fix:
+                    exc.fix = (
+                        exc.fix.split("; to only print")[0] + "; for another machine's "
+                        "command use `xtuner-wizard distributed --gpus N --no-gpu-check`"
+                    )
+                raise
+            print(f"starting: {launch_command(ws, config, shown)}", flush=True)
+    record = start_run(ws, config, plan=plan)
+    for note in plan.notes if plan is not None else ():
+        print(f"note: {note}")
     return _started(record, ws, args.wait)
 
 
@@ -92,7 +131,9 @@ def handle_resume(args: argparse.Namespace) -> int:
 
     ws = workspace_of(args)
     record = resume_run(ws, args.run)
-    print(f"resuming run {record.previous_run} from {ws.rel(record.resumed_from or '')}")
+    on = f" on {record.gpus} GPUs" if record.gpus > 1 else ""
+    on += f" with DeepSpeed {record.deepspeed}" if record.deepspeed else ""
+    print(f"resuming run {record.previous_run}{on} from {ws.rel(record.resumed_from or '')}")
     return _started(record, ws, args.wait)
 
 

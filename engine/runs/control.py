@@ -68,15 +68,6 @@ def refresh(record: RunRecord) -> RunRecord:
     return record
 
 
-def _killpg(pgid: int | None, sig: int) -> None:
-    if not pgid:
-        return
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _wait_until(predicate, deadline: float) -> bool:
     while time.time() < deadline:
         if predicate():
@@ -96,9 +87,10 @@ def _wait_gone(record: RunRecord, deadline: float) -> bool:
 def stop_run(
     ws: Workspace, run_id: str | None = None, *, timeout: float = 30.0, grace: float = 10.0
 ) -> RunRecord:
-    """Stop a run: SIGINT to the trainer's process group, then SIGTERM after ``timeout`` s, then
-    SIGKILL after ``grace`` s more. Returns the final record (state ``stopped``). No checkpoint
-    is written on interrupt: work since the last checkpoint is lost."""
+    """Stop a run: SIGINT to every process group of the trainer's tree (torchrun and its workers,
+    each in a session of its own), then SIGTERM after ``timeout`` s, then SIGKILL after ``grace``
+    s more. Returns the final record (state ``stopped``). No checkpoint is written on
+    interrupt: work since the last checkpoint is lost."""
     record = refresh(get_run(ws, run_id))
     if not record.active:
         raise WizardError(
@@ -109,16 +101,17 @@ def stop_run(
     record.stop_marker.touch()
     # a run still starting: wait for the trainer's pid (or the supervisor's end)
     deadline = time.time() + 30
-    while record.active and record.trainer_pgid is None and time.time() < deadline:
+    while record.active and record.trainer_pid is None and time.time() < deadline:
         time.sleep(0.1)
         record = record.reload()
-    if record.trainer_pgid is not None and record.active:
-        _killpg(record.trainer_pgid, signal.SIGINT)
-        if not _wait_gone(record, time.time() + timeout):
-            _killpg(record.trainer_pgid, signal.SIGTERM)
-            if not _wait_gone(record, time.time() + grace):
-                _killpg(record.trainer_pgid, signal.SIGKILL)
-                _wait_gone(record, time.time() + grace)
+    if record.trainer_pid is not None and record.active:
+        # torchrun starts each worker in a session of its own: a signal to the trainer's group
+        # would miss them, so the whole tree is stopped (SIGINT, SIGTERM, SIGKILL per group)
+        from engine.distributed import stop_process_tree
+
+        if process_alive(record.trainer_pid):
+            stop_process_tree(record.trainer_pid, timeout=timeout, grace=grace)
+        _wait_gone(record, time.time() + grace)
     elif record.active and supervisor_alive(record):
         os.kill(record.pid, signal.SIGINT)  # type: ignore[arg-type]
     # the supervisor writes the outcome; if it is gone, write it here

@@ -46,6 +46,9 @@ class RunRecord:
     checkpoint: str | None = None  # the newest checkpoint when the run ended
     max_iters: int | None = None  # from the log, when the run ended
     iteration: int | None = None
+    gpus: int = 1  # processes (GPUs) on this machine; >1 runs through torchrun
+    deepspeed: str | None = None  # DeepSpeed stage (zero1, zero2, ...) or a .json; None: none
+    env: dict[str, str] = field(default_factory=dict)  # added to the trainer's environment
 
     # -- paths ---------------------------------------------------------------------------
     @property

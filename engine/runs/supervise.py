@@ -5,7 +5,9 @@ started from a non-interactive shell would otherwise inherit SIGINT ignored), se
 the run's ``train.log``, waits for it, and writes the outcome into the run record: the real exit
 code, the end time, the state (succeeded: exit 0 and a checkpoint; stopped: a stop was asked;
 failed otherwise) and, for failures, the diagnosed cause and fix. It is the only writer of the
-record while the run lives.
+record while the run lives. While the trainer runs it notes the trainer's process tree
+(torchrun's workers live in sessions of their own); once the trainer has exited, whatever of
+that tree is still alive is SIGKILLed, so no orphaned worker outlives a run.
 
 ``--detach``: start a new session, fork the supervisor, print its pid and exit at once, so the
 supervisor is reparented away from whoever launched it.
@@ -25,6 +27,8 @@ from engine.runs.monitor import END_LINE_FORMAT, RunMonitor
 from engine.runs.records import RunRecord
 
 LOG_TAIL_BYTES = 256 * 1024
+TREE_POLL_S = 1.0  # how often the trainer's process tree is noted while it runs
+RUN_MARK_ENV = "XTUNER_WIZARD_RUN"  # in every process of a run's tree: "<record path>@<pid>"
 
 
 def _detach(record_path: str) -> int:
@@ -67,6 +71,80 @@ def _new_checkpoint(work_dir: Path, since: float) -> Path | None:
         return None
 
 
+def _track(tree: dict, pid: int) -> None:
+    """Add ``pid``'s live descendants to ``tree`` (pid -> psutil.Process, which remembers the
+    start time: a pid reused later by another program is never taken for a worker)."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        tree.setdefault(child.pid, child)
+
+
+def _marked(mark: str) -> list:
+    """This user's processes whose environment carries ``RUN_MARK_ENV=mark``: the run's tree,
+    found even after its parent died and they were reparented (no start-up race)."""
+    import psutil
+
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(RUN_MARK_ENV) == mark:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_and_reap(trainer: subprocess.Popen, mark: str, every: float = TREE_POLL_S) -> int:
+    """Wait for the trainer; meanwhile note its descendants (torchrun's workers live in
+    sessions of their own). Once it has exited, SIGKILL whatever of its tree is still alive
+    (its own group, and workers orphaned by a torchrun that was killed: noted, or found by the
+    run's mark in their environment), then return its code."""
+    import psutil
+
+    tree: dict[int, psutil.Process] = {}
+    while True:
+        _track(tree, trainer.pid)
+        try:
+            code = trainer.wait(timeout=every)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(trainer.pid, 0)  # a stop escalated to the group: make sure nothing is left
+        time.sleep(0.5)
+        os.killpg(trainer.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+    def living(proc: psutil.Process) -> bool:
+        try:
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    for proc in _marked(mark):
+        tree.setdefault(proc.pid, proc)
+    left = [p for p in tree.values() if living(p)]
+    if left:
+        time.sleep(0.5)  # a torchrun that exited on its own has just signalled them
+        for proc in left:
+            try:
+                if proc.is_running():
+                    proc.kill()  # is_running compares the start time: never a reused pid
+            except psutil.Error:
+                pass
+        psutil.wait_procs(left, timeout=10)
+    return code
+
+
 def supervise(record_path: Path) -> int:
     record = RunRecord.load(record_path)
     record.pid = os.getpid()
@@ -100,6 +178,7 @@ def supervise(record_path: Path) -> int:
         log.write(
             f"[xtuner-wizard] run {record.id} started, supervisor pid {os.getpid()}\n".encode()
         )
+        mark = f"{record.record_path}@{os.getpid()}"
         try:
             # The trainer: its own session and process group (stop signals the whole group);
             # exec resets our handled SIGINT to the default, so Ctrl-C semantics are normal.
@@ -108,7 +187,7 @@ def supervise(record_path: Path) -> int:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=child_env(),
+                env=child_env(extra={**record.env, RUN_MARK_ENV: mark}),
                 cwd=record.workspace,
                 start_new_session=True,
             )
@@ -126,19 +205,7 @@ def supervise(record_path: Path) -> int:
         record.trainer_pgid = trainer.pid
         record.state = "running"
         record.save()
-        while True:
-            try:
-                code = trainer.wait()
-                break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries already
-                continue
-        # a stop escalated to the group: make sure nothing of it is left
-        try:
-            os.killpg(trainer.pid, 0)
-            time.sleep(0.5)
-            os.killpg(trainer.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        code = _wait_and_reap(trainer, mark)
         record.ended = time.time()
         record.exit_code = code
         snap = RunMonitor(record.work_dir).poll()

@@ -115,12 +115,12 @@ class ChatPane(StepPane):
         self._history: list[dict] = []
         self._engines: dict[str, Any] = {}  # role -> loaded engine
         self._engine_keys: dict[str, tuple] = {}
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._buf_lock = threading.Lock()
         self._pending: dict[str, list[str]] = {}
         self._live: dict[str, str] = {}
         self._dirty: set[str] = set()
-        self._timer = None
+        self._flush_timer = None
         self._busy = False
 
     def compose(self) -> ComposeResult:
@@ -278,10 +278,12 @@ class ChatPane(StepPane):
 
     def _start(self, jobs, settings) -> None:
         self._busy = True
-        self._stop.clear()
+        self._stop_event.clear()
         self.set_status("running")
         low = getattr(self.app, "low_bandwidth", False)
-        self._timer = self.set_interval(FLUSH_S_LOW_BANDWIDTH if low else FLUSH_S, self._flush)
+        self._flush_timer = self.set_interval(
+            FLUSH_S_LOW_BANDWIDTH if low else FLUSH_S, self._flush
+        )
         self._generate(jobs, settings, self._engine_name())
 
     @work(thread=True, exclusive=True, group="chat-generate")
@@ -292,9 +294,9 @@ class ChatPane(StepPane):
                 engine = self._get_engine(
                     role, engine_name, target if target != "chat-current" else "chat-status"
                 )
-                for piece in engine.stream_chat(messages, stop_event=self._stop, **settings):
+                for piece in engine.stream_chat(messages, stop_event=self._stop_event, **settings):
                     pieces.append(piece)
-                    with self._lock:
+                    with self._buf_lock:
                         self._pending.setdefault(target, []).append(piece)
                 st = engine.stats
                 rate = st.decode_tokens_per_s
@@ -306,12 +308,12 @@ class ChatPane(StepPane):
                 self.post_message(
                     AnswerDone(target, "".join(pieces), "", False, f"{type(exc).__name__}: {exc}")
                 )
-            if self._stop.is_set():
+            if self._stop_event.is_set():
                 break
         self.post_message(GenerationFinished())
 
     def _flush(self) -> None:
-        with self._lock:
+        with self._buf_lock:
             pending, self._pending = self._pending, {}
         for target, pieces in pending.items():
             self._live[target] = self._live.get(target, "") + "".join(pieces)
@@ -366,9 +368,9 @@ class ChatPane(StepPane):
             )
 
     def on_generation_finished(self, _message: GenerationFinished) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer = None
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
         self._flush()
         self._busy = False
         self.set_status(None)
@@ -386,11 +388,11 @@ class ChatPane(StepPane):
 
     # -- actions -------------------------------------------------------------------------
     def action_stop(self) -> None:
-        self._stop.set()
+        self._stop_event.set()
 
     def action_clear(self) -> None:
         if self._busy:
-            self._stop.set()
+            self._stop_event.set()
         self._history.clear()
         self._paint_history()
         self.query_one("#chat-current", Static).update("")

@@ -6,6 +6,11 @@ the settings the tutorial lists, each with a one-line explanation. Right: the es
 recomputed off the UI thread a moment after the form stops changing. ctrl+s writes
 ``<base>_copy.py`` (a hand-edited one only after a confirmation, with a backup); ctrl+o opens
 it in $EDITOR and re-reads it after.
+
+The GPUs field and the DeepSpeed stage are how the Train step launches the config; they are
+kept in the workspace's choices ``gpus`` (int) and ``deepspeed`` (a stage name or None) when
+changed and when the config is written, and the launch command (``NPROC_PER_NODE=N xtuner
+train CONFIG --deepspeed STAGE``) is shown under the diff.
 """
 
 from __future__ import annotations
@@ -44,11 +49,22 @@ from engine.config.estimate import format_duration
 from engine.config.profiles import PROFILE_HELP, Hardware
 from engine.config.render import py_source
 from engine.config.settings import EXPLAIN
+from engine.distributed import LaunchPlan, deepspeed_stages, deepspeed_version, human_command
 from engine.errors import WizardError
 from tui.step import StepPane
 
 DEBOUNCE_S = 0.3
 HELP = "The diff follows the form.  tab into the form · ctrl+s write · ctrl+o open in $EDITOR · esc steps"
+
+GPUS_HELP = "GPUs to train on; 2 or more use torchrun"
+STAGE_HELP = {  # one line each: the form column is 43 characters wide
+    "none": "no DeepSpeed (plain DDP with 2+ GPUs)",
+    "zero1": "ZeRO-1: optimizer states split over GPUs",
+    "zero2": "ZeRO-2: + gradients split (usual pick)",
+    "zero2_offload": "ZeRO-2, optimizer in CPU RAM: slower",
+    "zero3": "ZeRO-3: + weights split (model > 1 GPU)",
+    "zero3_offload": "ZeRO-3, weights+optimizer in CPU RAM",
+}
 
 # The settings the tutorial lists (and the wizard's keys for what it sets inside dicts).
 FORM_KEYS = (
@@ -193,6 +209,8 @@ class ConfigPane(StepPane):
     ConfigPane #cfg-diff-box { height: 1fr; border: round $primary-darken-2; }
     ConfigPane #cfg-diff { width: auto; padding: 0 1; }
     ConfigPane #cfg-status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    ConfigPane #cfg-launch { height: auto; max-height: 6; border: round $primary-darken-2;
+        padding: 0 1; }
     """
 
     def __init__(self) -> None:
@@ -204,6 +222,8 @@ class ConfigPane(StepPane):
         self._shown: dict[str, str] = {}  # key -> the value the last render showed
         self.overrides: dict[str, str] = {}  # key -> what the user typed
         self.last_result: Result | None = None
+        self._auto_gpus = "1"  # what the wizard put in the GPUs field (not the user)
+        self._deepspeed_here = deepspeed_version()
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -227,6 +247,20 @@ class ConfigPane(StepPane):
                         compact=True,
                     )
                 yield Static(PROFILE_HELP["auto"], id="profile-help", classes="explain")
+                with Horizontal(classes="field"):
+                    yield Label("GPUs")
+                    yield Input(value="1", id="launch-gpus", type="integer", compact=True)
+                yield Static(GPUS_HELP, id="gpus-help", classes="explain")
+                with Horizontal(classes="field"):
+                    yield Label("DeepSpeed")
+                    yield Select(
+                        [("none", "none")] + [(s, s) for s in deepspeed_stages()],
+                        value="none",
+                        allow_blank=False,
+                        id="launch-deepspeed",
+                        compact=True,
+                    )
+                yield Static(STAGE_HELP["none"], id="deepspeed-help", classes="explain")
                 for key in FORM_KEYS:
                     with Horizontal(classes="field"):
                         yield Label(key)
@@ -239,6 +273,9 @@ class ConfigPane(StepPane):
                 with ScrollableContainer(id="cfg-diff-box") as box:
                     box.border_title = "Diff against the built-in config"
                     yield Static(Text(""), id="cfg-diff")
+                launch = Static(Text(""), id="cfg-launch")
+                launch.border_title = "Launch command (Train step)"
+                yield launch
         yield Static(Text(""), id="cfg-status")
 
     def on_mount(self) -> None:
@@ -249,6 +286,14 @@ class ConfigPane(StepPane):
         saved = choices.get("config_base")
         if isinstance(saved, str) and saved:
             self._base = saved
+        gpus = choices.get("gpus")
+        if isinstance(gpus, int) and gpus >= 1:
+            self.query_one("#launch-gpus", Input).value = str(gpus)
+        stage = choices.get("deepspeed")
+        select = self.query_one("#launch-deepspeed", Select)
+        if isinstance(stage, str) and stage in STAGE_HELP:
+            select.value = stage
+        self._show_launch()
         self._fill_base_list("")
         self._schedule(0)
 
@@ -277,12 +322,82 @@ class ConfigPane(StepPane):
         if event.option.id and event.option.id != self._base:
             self._base = event.option.id
             self.query_one("#base-name", Static).update(Text(self._base))
+            self._show_launch()
             self._schedule()
 
     @on(Select.Changed, "#profile")
     def _profile_changed(self, event: Select.Changed) -> None:
         self.query_one("#profile-help", Static).update(PROFILE_HELP.get(str(event.value), ""))
         self._schedule()
+
+    # -- how the Train step launches it: GPUs and DeepSpeed ------------------------------
+    def launch_choice(self) -> tuple[int | None, str | None]:
+        """(GPUs, DeepSpeed stage or None) as the form says; GPUs None when not a number >= 1."""
+        text = self.query_one("#launch-gpus", Input).value.strip()
+        gpus = int(text) if text.isdigit() and int(text) >= 1 else None
+        stage = str(self.query_one("#launch-deepspeed", Select).value)
+        return gpus, (None if stage == "none" else stage)
+
+    def _store_launch(self, *, always: bool = False) -> None:
+        gpus, stage = self.launch_choice()
+        ws = self.workspace
+        choices = ws.load_state().choices
+        if gpus is not None and (always or "gpus" in choices or self._gpus_typed()):
+            if "gpus" not in choices or choices["gpus"] != gpus:
+                ws.set_choice("gpus", gpus)
+        if always or "deepspeed" in choices or stage is not None:
+            if "deepspeed" not in choices or choices["deepspeed"] != stage:
+                ws.set_choice("deepspeed", stage)
+
+    def _gpus_typed(self) -> bool:
+        return self.query_one("#launch-gpus", Input).value.strip() != self._auto_gpus
+
+    @on(Input.Changed, "#launch-gpus")
+    def _gpus_changed(self, event: Input.Changed) -> None:
+        self._show_launch()
+        self._store_launch()
+
+    @on(Select.Changed, "#launch-deepspeed")
+    def _deepspeed_changed(self, event: Select.Changed) -> None:
+        self.query_one("#deepspeed-help", Static).update(STAGE_HELP.get(str(event.value), ""))
+        self._show_launch()
+        self._store_launch()
+
+    def _show_launch(self) -> None:
+        gpus, stage = self.launch_choice()
+        out = Text(no_wrap=False)
+        if gpus is None:
+            out.append("GPUs: give a whole number, 1 or more", style="bold red")
+        else:
+            plan = LaunchPlan(gpus, deepspeed=stage, config=self._target())
+            out.append(human_command(plan, rel_to=self.workspace.root))
+            found = len(self._hardware.gpus) if self._hardware is not None else None
+            if found is not None and gpus > max(found, 1):
+                out.append(
+                    f"\n{found} GPU(s) found here: the Train step will refuse {gpus}",
+                    style="bold red",
+                )
+            if stage is not None and self._deepspeed_here is None:
+                out.append(
+                    "\ndeepspeed is not installed here: pip install -e '.[deepspeed]'",
+                    style="bold red",
+                )
+        self.query_one("#cfg-launch", Static).update(out)
+
+    def _default_gpus(self) -> None:
+        """Once the hardware is known: the GPUs found (at least 1), unless chosen already."""
+        if self._hardware is None or "gpus" in self.workspace.load_state().choices:
+            self._show_launch()
+            return
+        field = self.query_one("#launch-gpus", Input)
+        if field.value.strip() != self._auto_gpus:
+            self._show_launch()
+            return  # the user typed a number
+        self._auto_gpus = str(max(1, len(self._hardware.gpus)))
+        if field.value != self._auto_gpus:
+            field.value = self._auto_gpus
+        else:
+            self._show_launch()
 
     @on(Input.Changed, ".field Input")
     def _field_changed(self, event: Input.Changed) -> None:
@@ -392,6 +507,7 @@ class ConfigPane(StepPane):
         if result.token != self._token:
             return  # the form changed since: a newer render is on its way
         self.last_result = result
+        self._default_gpus()
         diff = self.query_one("#cfg-diff", Static)
         estimate = self.query_one("#cfg-estimate", Static)
         if result.error or result.rendered is None:
@@ -456,6 +572,7 @@ class ConfigPane(StepPane):
             return
         ws.set_choice("profile", rendered.profile)
         ws.set_choice("config_base", rendered.base_name)
+        self._store_launch(always=True)
         backups = sorted(set(ws.backups_dir.glob("*")) - before) if ws.backups_dir.exists() else []
         text = f"Wrote {ws.rel(path)} (profile {rendered.profile})"
         if backups:

@@ -17,7 +17,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -33,7 +32,9 @@ from engine.data.generate import (
 from engine.data.stats import DataStats, dataset_stats, load_tokenizer
 from engine.data.validate import validate_file
 from engine.errors import WizardError
+from engine.pipeline import DEMO_DATA
 from tui.step import StepPane
+from tui.widgets.confirm import ConfirmReplace
 
 DEBOUNCE_S = 0.3
 PREVIEW_RECORDS = 6
@@ -63,51 +64,6 @@ class Preview:
     bundle: DatasetBundle | None = None
     stats: DataStats | None = None
     error: str | None = None
-
-
-class ConfirmOverwrite(ModalScreen[bool]):
-    """Asks before replacing a file the user changed by hand."""
-
-    DEFAULT_CSS = """
-    ConfirmOverwrite { align: center middle; }
-    ConfirmOverwrite > Vertical {
-        width: 64; height: auto; padding: 1 2;
-        border: thick $warning; background: $surface;
-    }
-    ConfirmOverwrite #confirm-buttons { height: auto; margin-top: 1; }
-    ConfirmOverwrite Button { margin-right: 2; }
-    """
-    BINDINGS = [
-        Binding("y", "answer(True)", "Replace"),
-        Binding("n,escape", "answer(False)", "Keep my file"),
-    ]
-
-    def __init__(self, files: list[str]) -> None:
-        super().__init__()
-        self.files = files
-
-    def compose(self) -> ComposeResult:
-        names = " and ".join(self.files)
-        with Vertical():
-            yield Static(
-                Text(
-                    f"{names} {'was' if len(self.files) == 1 else 'were'} changed by hand since "
-                    "the wizard wrote it.\nReplace it? Your version is kept in .wizard/backups."
-                )
-            )
-            with Horizontal(id="confirm-buttons"):
-                yield Button("Replace (y)", id="confirm-yes", variant="warning")
-                yield Button("Keep my file (n)", id="confirm-no", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#confirm-no", Button).focus()
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm-yes")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
 
 
 class DataPane(StepPane):
@@ -218,6 +174,12 @@ class DataPane(StepPane):
     # -- state ---------------------------------------------------------------------------
     def on_mount(self) -> None:
         choices = self.workspace.load_state().choices
+        if choices.get("model") == "demo":
+            # The tiny demo model learns the tutorial's exact pairs in ~100 CPU iterations; a
+            # varied set of thousands of records would take a CPU far longer (run-all agrees).
+            self.query_one("#style", Select).value = DEMO_DATA["style"]
+            self.query_one("#n", Input).value = str(DEMO_DATA["n"])
+            self.set_message("demo model: tutorial style with n=50, sized to train on a CPU")
         if choices.get("name"):
             self.query_one("#name", Input).value = str(choices["name"])
         if choices.get("data"):
@@ -395,7 +357,7 @@ class DataPane(StepPane):
             else:
                 self.set_message(f"Kept {' and '.join(edited)} as it is: nothing written.")
 
-        self.app.push_screen(ConfirmOverwrite(edited), answered)
+        self.app.push_screen(ConfirmReplace(edited), answered)
 
     @work(thread=True, exclusive=True, group="data-write")
     def _write(self, values: FormValues, force: bool) -> None:

@@ -63,7 +63,7 @@ class MergePane(StepPane):
         super().__init__()
         self._states = dict.fromkeys(PHASE_ORDER, "todo")
         self._confirm_overwrite = False
-        self._running = False
+        self._merging = False
 
     def compose(self) -> ComposeResult:
         from engine.export import PHASE_TITLES
@@ -181,7 +181,7 @@ class MergePane(StepPane):
         self.action_refresh()
 
     def action_merge(self) -> None:
-        if self._running:
+        if self._merging:
             return
         record = self._selected_run()
         if record is None:
@@ -194,7 +194,7 @@ class MergePane(StepPane):
             )
             return
         self._confirm_overwrite = False
-        self._running = True
+        self._merging = True
         self._states = dict.fromkeys(PHASE_ORDER, "todo")
         self._paint_phases()
         self.query_one("#merge-tail", Static).update("")
@@ -233,7 +233,7 @@ class MergePane(StepPane):
         self.query_one("#merge-detail", Static).update(Text(message.detail))
 
     def on_merge_finished(self, message: MergeFinished) -> None:
-        self._running = False
+        self._merging = False
         if message.out is not None:
             self._states = dict.fromkeys(PHASE_ORDER, "done")
             self._paint_phases()

@@ -106,18 +106,20 @@ def metrics_lines(snap: Any) -> list[str]:
 
 # mmengine's console line: "11/29 01:50:22 - mmengine - INFO - message" (the year may be there)
 _LOGGED = re.compile(r"^(?:\d{4}/)?\d{2}/\d{2} (\d{2}:\d{2}:\d{2}) - \S+ - (\w+) - (.*)$")
+# iteration lines (the chart and the metrics) and evaluation lines (the answers) are shown above
+_SHOWN_ELSEWHERE = re.compile(r"^(Iter\(|Sample output:|\w+ in EvaluateChatHook)")
 _PROBLEM = re.compile(r"(Error|Traceback|Killed|out of memory|No space left)", re.IGNORECASE)
 
 
 def visible_log_lines(tail: list[str], limit: int = LOG_LINES) -> list[str]:
-    """The log tail worth a look: mmengine's messages (iteration lines excepted: the chart and
-    the metrics show them) and anything that looks like an error; config dumps, progress bars
-    and the evaluation text (shown above) are left out."""
+    """The log tail worth a look: mmengine's messages and anything that looks like an error.
+    Iteration and evaluation lines (drawn above), config dumps and progress bars are left out:
+    each new line scrolls the whole tail, so only news belongs there."""
     keep = []
     for line in tail:
         m = _LOGGED.match(line)
         if m:
-            if not m.group(3).startswith("Iter("):
+            if not _SHOWN_ELSEWHERE.match(m.group(3)):
                 keep.append(f"{m.group(1)} {m.group(2)} {m.group(3)}")
         elif _PROBLEM.search(line):
             keep.append(line.strip())
@@ -162,6 +164,31 @@ def eval_body(samples: list[Any], limit: int = EVAL_LINES) -> str:
         text = [ln for ln in sample.text.splitlines() if ln.strip()]
         lines.extend(text[-per:])
     return "\n".join(lines[-limit:])
+
+
+def wrap_cells(text: str, width: int) -> list[str]:
+    """Lines of at most ``width`` terminal cells (CJK characters take two)."""
+    from rich.cells import cell_len
+
+    out: list[str] = []
+    for line in text.splitlines():
+        current, used = "", 0
+        for ch in line:
+            w = cell_len(ch)
+            if used + w > width and current:
+                out.append(current)
+                current, used = "", 0
+            current += ch
+            used += w
+        out.append(current)
+    return out
+
+
+def eval_lines(samples: list[Any], width: int, limit: int = EVAL_LINES) -> list[str]:
+    """:func:`eval_body` wrapped to ``width`` and padded to exactly ``limit`` lines (a fixed
+    height: a new answer repaints only the lines that changed, never the layout)."""
+    lines = wrap_cells(eval_body(samples, limit), max(10, width))[-limit:]
+    return lines + [""] * (limit - len(lines))
 
 
 # -- messages and data ------------------------------------------------------------------------
@@ -286,7 +313,7 @@ class TrainPane(StepPane):
             yield GpuPanel(id="train-gpus")
             yield Static("", id="train-diagnosis", markup=False)
             yield Static(eval_title([]), id="train-eval-title", classes="train-title", markup=False)
-            yield Static("", id="train-eval-text", markup=False)
+            yield LiveLines([""] * EVAL_LINES, id="train-eval-text")
             yield Static("log", classes="train-title")
             yield Static("", id="train-log", markup=False)
             with Horizontal(id="train-controls"):
@@ -369,7 +396,9 @@ class TrainPane(StepPane):
             chart.reset(snap.max_iters or 0)
         chart.set_points(snap.losses, max_iters=snap.max_iters)
         self._static("#train-eval-title", eval_title(snap.eval_samples))
-        self._static("#train-eval-text", eval_body(snap.eval_samples))
+        evals = self.query_one("#train-eval-text", LiveLines)
+        width = evals.size.width or max(20, self.app.size.width - 24)  # before the first layout
+        evals.set_lines(eval_lines(snap.eval_samples, width))
         self._static("#train-log", "\n".join(visible_log_lines(snap.log_tail)))
         self._show_diagnosis(state, record, snap)
         self._show_command(record)

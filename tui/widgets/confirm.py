@@ -1,0 +1,55 @@
+"""Asking before something the user made is replaced: one modal for every step."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmReplace(ModalScreen[bool]):
+    """Replace files the user changed by hand? ``n``/escape keeps them (the safe default)."""
+
+    DEFAULT_CSS = """
+    ConfirmReplace { align: center middle; }
+    ConfirmReplace > Vertical {
+        width: 64; height: auto; padding: 1 2;
+        border: thick $warning; background: $surface;
+    }
+    ConfirmReplace #confirm-buttons { height: auto; margin-top: 1; }
+    ConfirmReplace Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Replace"),
+        Binding("n,escape", "answer(False)", "Keep my file"),
+    ]
+
+    def __init__(self, files: list[str] | str) -> None:
+        super().__init__()
+        self.files = [files] if isinstance(files, str) else list(files)
+
+    def compose(self) -> ComposeResult:
+        names = " and ".join(self.files)
+        verb = "was" if len(self.files) == 1 else "were"
+        with Vertical():
+            yield Static(
+                f"{names} {verb} changed by hand since the wizard wrote it.\n"
+                "Replace it? Your version is kept in .wizard/backups.",
+                markup=False,
+            )
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Replace (y)", id="confirm-yes", variant="warning")
+                yield Button("Keep my file (n)", id="confirm-no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
