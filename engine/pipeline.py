@@ -72,6 +72,7 @@ def run_all(
     from engine.data import IdentityFacts, build_dataset, record_choice, write_dataset
     from engine.export import convert_and_merge
     from engine.runs import get_run, start_run
+    from engine.runs.launch import plan_from_choices
 
     ws.ensure()
     model_path, is_demo = resolve_model(ws, model, say)
@@ -103,7 +104,7 @@ def run_all(
         say(f"config: {note}")
 
     # 3. train (detached: it survives this process)
-    record = start_run(ws, config_path)
+    record = start_run(ws, config_path, plan=plan_from_choices(ws))
     say(f"train: run {record.id} started: {record.command}")
     say(
         f"train: follow it with `xtuner-wizard attach {record.id}`; it goes on if this process dies"

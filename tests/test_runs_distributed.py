@@ -259,13 +259,17 @@ async def test_config_pane_launch_choices(tmp_path, monkeypatch):
 # -- a real 2-process training run through start_run, stopped (slow) ------------------------------
 @pytest.mark.slow
 def test_two_process_run_stops_with_nothing_left(tmp_path, demo_model):  # noqa: F811
-    ws, config = _workspace(tmp_path / "ws", demo_model, max_iters=400, save_steps=400)
-    text = config.read_text(encoding="utf-8")
-    config.write_text(CPU_DDP_HEADER + text + CPU_DDP_FOOTER, encoding="utf-8")
+    ws, config = _two_process_workspace(tmp_path, demo_model, max_iters=400, save_steps=400)
     record = start_run(ws, config, plan=LaunchPlan(2), gpus_found=2)
     assert record.command.startswith("NPROC_PER_NODE=2 xtuner train ")
     mon = RunMonitor.for_record(record)
-    _wait_for(lambda: mon.poll().iteration >= 1, 600, "the first iteration", 0.5)
+
+    def training() -> bool:
+        run = get_run(ws, record.id)
+        assert run.active, run.log_path.read_text(encoding="utf-8")[-3000:]
+        return mon.poll().iteration >= 1
+
+    _wait_for(training, 600, "the first iteration", 0.5)
     record = get_run(ws, record.id)
     tree = [record.trainer_pid, *process_tree(record.trainer_pid)]
     assert len(_workers(record)) == 2
@@ -277,3 +281,42 @@ def test_two_process_run_stops_with_nothing_left(tmp_path, demo_model):  # noqa:
     assert _processes_mentioning(str(config)) == []
     log = record.log_path.read_text(encoding="utf-8")
     assert "GPU number: 2" in log  # mmengine's world size
+
+
+def _two_process_workspace(tmp_path: Path, model: Path, **kw):
+    ws, config = _workspace(tmp_path / "ws", model, **kw)
+    text = config.read_text(encoding="utf-8")
+    config.write_text(CPU_DDP_HEADER + text + CPU_DDP_FOOTER, encoding="utf-8")
+    # enough packed samples that each of the 2 ranks gets some (20 records give none)
+    data = json.loads(ws.dataset_path.read_text(encoding="utf-8"))
+    ws.dataset_path.write_text(json.dumps(data * 20, ensure_ascii=False), encoding="utf-8")
+    return ws, config
+
+
+@pytest.mark.slow
+def test_two_process_run_killed_then_resumed_on_two_processes(tmp_path, demo_model):  # noqa: F811
+    ws, config = _two_process_workspace(tmp_path, demo_model, max_iters=4, save_steps=2)
+    first = start_run(ws, config, plan=LaunchPlan(2), gpus_found=2)
+    work = Path(first.work_dir)
+
+    def saved() -> bool:
+        assert get_run(ws, first.id).active, first.log_path.read_text(encoding="utf-8")[-3000:]
+        marker = work / "last_checkpoint"
+        return marker.exists() and marker.read_text().strip().endswith("iter_2.pth")
+
+    _wait_for(saved, 600, "the first checkpoint", 0.1)
+    record = get_run(ws, first.id)
+    workers = _workers(record)
+    os.kill(record.trainer_pid, signal.SIGKILL)  # torchrun only: the supervisor ends the rest
+    killed = wait_run(ws, first.id, timeout=120)
+    assert killed.state == "failed"
+    _wait_for(lambda: alive(workers) == [], 30, "the orphaned workers to end")
+
+    resumed = resume_run(ws, gpus_found=2)
+    assert resumed.gpus == 2 and resumed.previous_run == first.id
+    assert Path(resumed.resumed_from).name == "iter_2.pth"
+    done = wait_run(ws, resumed.id, timeout=600)
+    assert done.state == "succeeded", (done.cause, done.log_path.read_text()[-3000:])
+    assert Path(done.checkpoint).name == "iter_4.pth"
+    log = done.log_path.read_text(encoding="utf-8")
+    assert "resumed epoch: 0, iter: 2" in log and "GPU number: 2" in log

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, OptionList, Static
 
 from engine.workspace import STEPS, Workspace
@@ -28,6 +30,7 @@ PANES: tuple[type[StepPane], ...] = (
     ChatPane,
 )
 assert tuple(p.step_id for p in PANES) == STEPS
+PANE_OF = {p.step_id: p for p in PANES}
 
 HELP = """\
 Keys
@@ -39,10 +42,38 @@ Keys
 """
 
 
+class OnePaintScreen(Screen):
+    """The default screen, minus the redundant repaints of start-up (~13 KB each on the wire).
+
+    On its first resume Textual lays the screen out at the terminal's size, which paints it
+    whole, then calls ``refresh()``, which paints it whole again; then the driver's first Resize
+    event (to the same size) lays it out once more. Both repeats are skipped.
+    """
+
+    _resumed_once = False
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        first, self._resumed_once = not self._resumed_once, True
+        if not first or self._size == self.app.size:
+            return  # Textual's own handler runs as usual
+        event.prevent_default()
+        self.refresh = lambda *args, **kwargs: self  # type: ignore[method-assign]
+        try:
+            Screen._on_screen_resume(self, event)
+        finally:
+            del self.refresh
+
+    def _screen_resized(self, size) -> None:
+        if size == self._size:
+            return  # already laid out at this size
+        super()._screen_resized(size)
+
+
 class WizardApp(App):
     """xtuner-wizard: environment -> data -> config -> train -> merge -> chat."""
 
     CSS_PATH = "app.tcss"
+    AUTO_FOCUS = "#rail"
     TITLE = "xtuner-wizard"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -68,44 +99,76 @@ class WizardApp(App):
         if model:
             self.workspace.set_choice("model", model)
         self._statuses: dict[str, str | None] = {}
+        self._current = self.workspace.load_state().current_step
+
+    def get_default_screen(self) -> Screen:
+        return OnePaintScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         # The folder's name only: the full path is on the Environment step (and snapshots stay stable).
         yield Static(f"xtuner-wizard  ·  workspace: {self.workspace.root.name}", id="title-bar")
         with Horizontal(id="body"):
-            yield StepRail([(p.step_id, p.title) for p in PANES], id="rail")
-            # open on the saved step: showing another first costs a second full paint
-            with ContentSwitcher(id="steps", initial=self.workspace.load_state().current_step):
-                for pane_cls in PANES:
-                    yield pane_cls()
+            yield StepRail(
+                [(p.step_id, p.title) for p in PANES], states=self._rail_states(), id="rail"
+            )
+            # Only the saved step is mounted at start; the others on first opening. Hidden panes
+            # settling their layout at start cost whole extra paints on a slow link.
+            with ContentSwitcher(id="steps", initial=self._current):
+                yield PANE_OF[self._current]()
         yield Footer()
 
+    def _rail_states(self) -> dict[str, str]:
+        from engine.runs.launch import active_runs
+
+        if active_runs(self.workspace):  # cheap: run records are small JSON files
+            self._statuses["train"] = "running"
+        done = self.workspace.load_state().done
+        return {s: self._statuses.get(s) or ("done" if s in done else "todo") for s in STEPS}
+
     def on_mount(self) -> None:
-        state = self.workspace.load_state()
-        for step in STEPS:
-            self._refresh_rail(step, state.done)
-        self.open_step(state.current_step, save=False)
-        self.query_one(StepRail).focus()
+        rail = self.query_one(StepRail)
+        rail.highlighted = STEPS.index(self._current)
+        pane = self.pane(self._current)
+        if pane is not None:
+            pane.on_step_shown()
 
     # -- steps -------------------------------------------------------------------------
     @property
     def current_step(self) -> str:
-        return self.query_one("#steps", ContentSwitcher).current or STEPS[0]
+        return self._current
+
+    def pane(self, step: str) -> StepPane | None:
+        """The step's pane, or None while it has not been opened yet."""
+        found = self.query_one("#steps", ContentSwitcher).query_children(f"#{step}")
+        return found.first(StepPane) if found else None
 
     def open_step(self, step: str, *, save: bool = True) -> None:
         if step not in STEPS:
             return
-        switcher = self.query_one("#steps", ContentSwitcher)
-        changed = switcher.current != step
-        switcher.current = step
+        changed = self._current != step
+        self._current = step
         rail = self.query_one(StepRail)
         index = STEPS.index(step)
         if rail.highlighted != index:
             rail.highlighted = index
         if save:
             self.workspace.update_state(current_step=step)
+        pane = self.pane(step)
+        if pane is None:
+            self.call_later(self._mount_step, step)
+            return
+        self.query_one("#steps", ContentSwitcher).current = step
         if changed or not save:
-            self.query_one(f"#{step}", StepPane).on_step_shown()
+            pane.on_step_shown()
+
+    async def _mount_step(self, step: str) -> None:
+        if self.pane(step) is not None:
+            return
+        pane = PANE_OF[step]()
+        switcher = self.query_one("#steps", ContentSwitcher)
+        await switcher.add_content(pane, set_current=self._current == step)
+        if self._current == step:
+            pane.on_step_shown()
 
     def mark_step_done(self, step: str, done: bool = True) -> None:
         state = self.workspace.mark_done(step, done)
@@ -129,7 +192,9 @@ class WizardApp(App):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         """Enter on the rail moves into the step, so its own keys work."""
         if isinstance(event.option_list, StepRail):
-            self.query_one(f"#{self.current_step}", StepPane).focus_first()
+            pane = self.pane(self.current_step)
+            if pane is not None:
+                pane.focus_first()
 
     def action_open_step(self, step: str) -> None:
         self.open_step(step)

@@ -102,6 +102,7 @@ class DataPane(StepPane):
         super().__init__()
         self._timer: Timer | None = None
         self._file_timer: Timer | None = None
+        self._file_token = 0
         self._token = 0
         self._tokenizer: tuple[str, Any] | None = None  # (model dir, tokenizer)
         self.last_preview: Preview | None = None
@@ -205,7 +206,13 @@ class DataPane(StepPane):
         else:
             self.set_message(f"{rel} exists, as the wizard wrote it.")
 
+    def _file_state_due(self, token: int) -> None:
+        # A stopped timer may already have queued its callback: only the latest one counts.
+        if token == self._file_token:
+            self._show_file_state()
+
     def _cancel_file_state(self) -> None:
+        self._file_token += 1
         if self._file_timer is not None:
             self._file_timer.stop()
             self._file_timer = None
@@ -251,9 +258,9 @@ class DataPane(StepPane):
     @on(Input.Changed)
     def _input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "out":
-            if self._file_timer is not None:
-                self._file_timer.stop()
-            self._file_timer = self.set_timer(DEBOUNCE_S, self._show_file_state)
+            self._cancel_file_state()
+            token = self._file_token
+            self._file_timer = self.set_timer(DEBOUNCE_S, lambda: self._file_state_due(token))
         else:
             self._schedule()
 
@@ -407,6 +414,7 @@ class DataPane(StepPane):
         self.app.call_from_thread(self._show_validation, report.ok, shown)
 
     def _show_validation(self, ok: bool, lines: list[str]) -> None:
+        self._cancel_file_state()  # a file-name edit still queued must not hide the verdict
         box = self.query_one("#data-problems", Static)
         box.set_class(True, "-shown")
         box.set_class(ok, "-ok")

@@ -646,16 +646,16 @@ def _host_sample() -> tuple[float | None, float | None, float | None]:
 
 
 def _preview_command(ws: Any, config: str) -> str:
-    from engine.runs.launch import human_command, work_dir_for
+    from engine.runs.launch import launch_command, plan_from_choices
 
-    path = ws.path(config)
-    return human_command(ws, [str(path), "--work-dir", str(work_dir_for(ws, path))])
+    return launch_command(ws, config, plan_from_choices(ws))
 
 
 def _start(ws: Any, config: str) -> Any:
-    from engine.runs.launch import start_run
+    from engine.runs.launch import plan_from_choices, start_run
 
-    return start_run(ws, config)
+    # The Config step's GPUs and DeepSpeed stage (one plain process when none were chosen).
+    return start_run(ws, config, plan=plan_from_choices(ws))
 
 
 def _resume(ws: Any, run_id: str | None) -> Any:

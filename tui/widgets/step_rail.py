@@ -15,9 +15,16 @@ class StepRail(OptionList):
     StepRail { width: 20; height: 100%; }
     """
 
-    def __init__(self, steps: list[tuple[str, str]], **kwargs) -> None:
+    def __init__(
+        self,
+        steps: list[tuple[str, str]],
+        states: dict[str, str] | None = None,
+        **kwargs,
+    ) -> None:
+        # Initial states come with the constructor: changing rows after the first paint would
+        # cost a second one on a slow link.
         self._steps = steps
-        self._states: dict[str, str] = {}
+        self._states: dict[str, str] = dict(states or {})
         super().__init__(
             *[self._option(i, sid, title) for i, (sid, title) in enumerate(steps)], **kwargs
         )
