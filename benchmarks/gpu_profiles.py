@@ -52,7 +52,11 @@ def build_big(demo: Path, out: Path, device: str) -> Path:
         return out
     out.mkdir(parents=True, exist_ok=True)
     for f in demo.iterdir():
-        if f.is_file() and not f.name.startswith("model.safetensors") and f.name != "demo-model.json":
+        if (
+            f.is_file()
+            and not f.name.startswith("model.safetensors")
+            and f.name != "demo-model.json"
+        ):
             shutil.copyfile(f, out / f.name)
     cfg = json.loads((demo / "config.json").read_text())
     cfg.update(BIG_DIMS)

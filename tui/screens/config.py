@@ -27,9 +27,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import Button, Input, Label, OptionList, Select, Static
+from textual.widgets import Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from engine.config import (
@@ -52,6 +51,7 @@ from engine.config.settings import EXPLAIN
 from engine.distributed import LaunchPlan, deepspeed_stages, deepspeed_version, human_command
 from engine.errors import WizardError
 from tui.step import StepPane
+from tui.widgets.confirm import ConfirmReplace
 
 DEBOUNCE_S = 0.3
 HELP = "The diff follows the form.  tab into the form · ctrl+s write · ctrl+o open in $EDITOR · esc steps"
@@ -135,50 +135,6 @@ class Result:
     estimate: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str = ""
-
-
-class ConfirmOverwrite(ModalScreen[bool]):
-    """Asks before replacing a config the user changed by hand."""
-
-    DEFAULT_CSS = """
-    ConfirmOverwrite { align: center middle; }
-    ConfirmOverwrite > Vertical {
-        width: 64; height: auto; padding: 1 2;
-        border: thick $warning; background: $surface;
-    }
-    ConfirmOverwrite #confirm-buttons { height: auto; margin-top: 1; }
-    ConfirmOverwrite Button { margin-right: 2; }
-    """
-    BINDINGS = [
-        Binding("y", "answer(True)", "Replace"),
-        Binding("n,escape", "answer(False)", "Keep my file"),
-    ]
-
-    def __init__(self, name: str) -> None:
-        super().__init__()
-        self.file_name = name
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(
-                Text(
-                    f"{self.file_name} was changed by hand since the wizard wrote it.\n"
-                    "Replace it? Your version is kept in .wizard/backups."
-                )
-            )
-            with Horizontal(id="confirm-buttons"):
-                yield Button("Replace (y)", id="confirm-yes", variant="warning")
-                yield Button("Keep my file (n)", id="confirm-no", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#confirm-no", Button).focus()
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm-yes")
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
 
 
 class ConfigPane(StepPane):
@@ -299,6 +255,7 @@ class ConfigPane(StepPane):
 
     def on_step_shown(self) -> None:
         self._show_file_state()
+        self._schedule(0)  # the dataset or model may have changed on another step
 
     # -- the form ------------------------------------------------------------------------
     def _fill_base_list(self, pattern: str) -> None:
@@ -556,7 +513,7 @@ class ConfigPane(StepPane):
                 else:
                     self.set_message(f"Kept {target.name} as it is: nothing written.")
 
-            self.app.push_screen(ConfirmOverwrite(target.name), answered)
+            self.app.push_screen(ConfirmReplace(target.name), answered)
             return
         self._write_config(result.rendered, False)
 
