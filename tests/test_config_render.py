@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,10 @@ from engine.config.profiles import Gpu, Hardware
 from engine.config.render import Code, ConfigSource
 from engine.errors import HandEditedError, WizardError
 
-SEED = Path("/work/shared/seed/000_eaf7a5d0abacac34.txt")
+# The edited config listed in the tutorial (../shared/seed/000_eaf7a5d0abacac34.txt), verbatim.
+TUTORIAL_CONFIG = (
+    Path(__file__).parent / "data" / "tutorial" / "internlm2_chat_1_8b_qlora_alpaca_e3_copy.py"
+)
 TUTORIAL_MODEL = "/root/InternLM/XTuner/Shanghai_AI_Laboratory/internlm2-chat-1_8b"
 TUTORIAL_DATA = "datas/assistant.json"
 H200 = Hardware([Gpu("NVIDIA H200", 139.8)], "test")
@@ -44,11 +46,7 @@ INTERNLM2_1_8B_CONFIG = {
 
 def tutorial_listing() -> str:
     """The tutorial's own edited config (the listing in the seed)."""
-    text = SEED.read_text(encoding="utf-8")
-    start = text.index("<summary>internlm2_chat_1_8b_qlora_alpaca_e3_copy.py</summary>")
-    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
-    assert block is not None
-    return block.group(1)
+    return TUTORIAL_CONFIG.read_text(encoding="utf-8")
 
 
 @pytest.fixture
