@@ -30,7 +30,6 @@ PANES: tuple[type[StepPane], ...] = (
     ChatPane,
 )
 assert tuple(p.step_id for p in PANES) == STEPS
-PANE_OF = {p.step_id: p for p in PANES}
 
 HELP = """\
 Keys
@@ -111,10 +110,10 @@ class WizardApp(App):
             yield StepRail(
                 [(p.step_id, p.title) for p in PANES], states=self._rail_states(), id="rail"
             )
-            # Only the saved step is mounted at start; the others on first opening. Hidden panes
-            # settling their layout at start cost whole extra paints on a slow link.
+            # open on the saved step: showing another first costs a second full paint
             with ContentSwitcher(id="steps", initial=self._current):
-                yield PANE_OF[self._current]()
+                for pane_cls in PANES:
+                    yield pane_cls()
         yield Footer()
 
     def _rail_states(self) -> dict[str, str]:
@@ -128,47 +127,30 @@ class WizardApp(App):
     def on_mount(self) -> None:
         rail = self.query_one(StepRail)
         rail.highlighted = STEPS.index(self._current)
-        pane = self.pane(self._current)
-        if pane is not None:
-            pane.on_step_shown()
+        self.pane(self._current).on_step_shown()
 
     # -- steps -------------------------------------------------------------------------
     @property
     def current_step(self) -> str:
         return self._current
 
-    def pane(self, step: str) -> StepPane | None:
-        """The step's pane, or None while it has not been opened yet."""
-        found = self.query_one("#steps", ContentSwitcher).query_children(f"#{step}")
-        return found.first(StepPane) if found else None
+    def pane(self, step: str) -> StepPane:
+        return self.query_one(f"#{step}", StepPane)
 
     def open_step(self, step: str, *, save: bool = True) -> None:
         if step not in STEPS:
             return
         changed = self._current != step
         self._current = step
+        self.query_one("#steps", ContentSwitcher).current = step
         rail = self.query_one(StepRail)
         index = STEPS.index(step)
         if rail.highlighted != index:
             rail.highlighted = index
         if save:
             self.workspace.update_state(current_step=step)
-        pane = self.pane(step)
-        if pane is None:
-            self.call_later(self._mount_step, step)
-            return
-        self.query_one("#steps", ContentSwitcher).current = step
         if changed or not save:
-            pane.on_step_shown()
-
-    async def _mount_step(self, step: str) -> None:
-        if self.pane(step) is not None:
-            return
-        pane = PANE_OF[step]()
-        switcher = self.query_one("#steps", ContentSwitcher)
-        await switcher.add_content(pane, set_current=self._current == step)
-        if self._current == step:
-            pane.on_step_shown()
+            self.pane(step).on_step_shown()
 
     def mark_step_done(self, step: str, done: bool = True) -> None:
         state = self.workspace.mark_done(step, done)
@@ -192,9 +174,7 @@ class WizardApp(App):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         """Enter on the rail moves into the step, so its own keys work."""
         if isinstance(event.option_list, StepRail):
-            pane = self.pane(self.current_step)
-            if pane is not None:
-                pane.focus_first()
+            self.pane(self.current_step).focus_first()
 
     def action_open_step(self, step: str) -> None:
         self.open_step(step)
