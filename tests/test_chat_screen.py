@@ -70,8 +70,26 @@ async def test_chat_streams_tokens_multi_turn_and_clear(merged):
         assert "chat" in merged.load_state().done
 
 
+@pytest.fixture
+def paced_tokens(monkeypatch):
+    """Real tokens from the real model, paced at 50 a second: the tiny CPU model otherwise
+    finishes its ~180-token answer between two looks of the test on an idle machine."""
+    import time
+
+    from engine.chat.hf import HFEngine
+
+    real = HFEngine.generate_tokens
+
+    def paced(self, *args, **kwargs):
+        for token in real(self, *args, **kwargs):
+            time.sleep(0.02)
+            yield token
+
+    monkeypatch.setattr(HFEngine, "generate_tokens", paced)
+
+
 @pytest.mark.slow
-async def test_stop_ends_a_long_answer(merged):
+async def test_stop_ends_a_long_answer(merged, paced_tokens):
     app = WizardApp(merged.root)
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("chat")
