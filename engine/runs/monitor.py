@@ -31,7 +31,6 @@ LOG_TAIL_LINES = 200
 # shards and each shard may end in one short sample, so only with many samples is it within ~10%
 MIN_SAMPLES_FOR_TOKENS = 320
 TIMESTAMP_DIR = re.compile(r"^\d{8}_\d{6}$")
-CHECKPOINT = re.compile(r"^iter_(\d+)\.pth$")
 
 # "2026/11/29 02:30:17 - mmengine - INFO - message"
 # (the console copy in the run's train.log has no year: "11/29 02:30:17 - mmengine - ...")
@@ -359,15 +358,13 @@ class RunMonitor:
                     self._dirty = True
 
     def _scan_checkpoints(self) -> None:
+        # The same answer resume and merge get: iter_N.pth files and complete ZeRO folders.
+        from engine.distributed import checkpoints_in
+
         try:
-            found = sorted(
-                (int(m.group(1)), e.name)
-                for e in os.scandir(self.work_dir)
-                if (m := CHECKPOINT.match(e.name))
-            )
+            ckpts = checkpoints_in(self.work_dir)
         except OSError:
-            found = []
-        ckpts = [self.work_dir / name for _, name in found]
+            ckpts = []
         if ckpts != self._checkpoints:
             self._checkpoints = ckpts
             self._dirty = True
