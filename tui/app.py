@@ -9,7 +9,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, OptionList, Static
+from textual.widgets import ContentSwitcher, Static
 
 from engine.workspace import STEPS, Workspace
 from tui.screens.chat import ChatPane
@@ -19,6 +19,7 @@ from tui.screens.environment import EnvironmentPane
 from tui.screens.merge import MergePane
 from tui.screens.train import TrainPane
 from tui.step import StepPane
+from tui.widgets.keys_footer import KeysFooter
 from tui.widgets.step_rail import StepRail
 
 PANES: tuple[type[StepPane], ...] = (
@@ -61,6 +62,17 @@ class OnePaintScreen(Screen):
             Screen._on_screen_resume(self, event)
         finally:
             del self.refresh
+
+    def _compositor_refresh(self) -> None:
+        compositor = self._compositor
+        full = self.is_current and compositor.size.region in compositor._dirty_regions
+        super()._compositor_refresh()
+        if full:
+            # A full paint drew every visible widget as it is now. The repaint regions they
+            # marked while being laid out for it (each widget refreshes when it gets its size)
+            # would otherwise be sent again on the next update: a second whole screen.
+            for widget in compositor.visible_widgets:
+                widget._exchange_repaint_regions()
 
     def _screen_resized(self, size) -> None:
         if size == self._size:
@@ -114,7 +126,7 @@ class WizardApp(App):
             with ContentSwitcher(id="steps", initial=self._current):
                 for pane_cls in PANES:
                     yield pane_cls()
-        yield Footer()
+        yield KeysFooter()
 
     def _rail_states(self) -> dict[str, str]:
         from engine.runs.launch import active_runs
@@ -165,16 +177,13 @@ class WizardApp(App):
         self.query_one(StepRail).set_state(step, status)
 
     # -- events and actions ------------------------------------------------------------
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        if isinstance(event.option_list, StepRail) and event.option.id:
-            if event.option_index != event.option_list.highlighted:
-                return  # stale: a later highlight is queued (else open_step ping-pongs forever)
-            self.open_step(event.option.id)
+    def on_step_rail_highlighted(self, event: StepRail.Highlighted) -> None:
+        if event.index == event.rail.highlighted:  # else stale: a later move is queued
+            self.open_step(event.step_id)
 
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    def on_step_rail_selected(self, event: StepRail.Selected) -> None:
         """Enter on the rail moves into the step, so its own keys work."""
-        if isinstance(event.option_list, StepRail):
-            self.pane(self.current_step).focus_first()
+        self.pane(self.current_step).focus_first()
 
     def action_open_step(self, step: str) -> None:
         self.open_step(step)

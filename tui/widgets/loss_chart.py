@@ -76,6 +76,7 @@ class _Slice(Widget):
 
     def render_line(self, y: int) -> Strip:
         chart = self.chart
+        chart.ensure_layout()
         style = self.rich_style + chart.get_component_rich_style("loss-chart--bar", partial=True)
         cols = chart._glyphs[self.first : self.first + SLICE]
         text = "".join(c[y] for c in cols) if y < chart._plot_rows else ""
@@ -95,6 +96,7 @@ class _Gutter(Widget):
 
     def render_line(self, y: int) -> Strip:
         chart = self.chart
+        chart.ensure_layout()
         style = self.rich_style + chart.get_component_rich_style("loss-chart--axis", partial=True)
         rows, ymax = chart._plot_rows, chart._ymax
         label = ""
@@ -120,6 +122,7 @@ class _XAxis(Widget):
         self.chart = chart
 
     def render_line(self, y: int) -> Strip:
+        self.chart.ensure_layout()
         width = self.size.width
         style = self.rich_style + self.chart.get_component_rich_style(
             "loss-chart--axis", partial=True
@@ -288,10 +291,19 @@ class LossChart(Widget):
         for part in (*self.query(_Gutter), *self.query(_XAxis)):
             part.refresh()
 
-    def on_resize(self) -> None:
+    def ensure_layout(self) -> None:
+        """Lay the columns out for the chart's size, if that changed since the last time.
+
+        The parts call this before drawing, so the first frame already holds the history: the
+        chart gets its size in the layout that precedes the frame, but its Resize event only
+        after the frame, and laying out then repaints the whole chart a second time.
+        """
         if self._laid_out_for != self.size:
             self._laid_out_for = self.size
             self._relayout()
+
+    def on_resize(self) -> None:
+        self.ensure_layout()
 
     def _x_axis(self, width: int) -> str:
         if not self._max_iters:
