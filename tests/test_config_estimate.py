@@ -8,6 +8,7 @@ import pytest
 
 from engine.config.estimate import (
     INTERNLM2_CHAT_1_8B,
+    DatasetSize,
     Plan,
     dataset_size,
     estimate_run,
@@ -15,6 +16,7 @@ from engine.config.estimate import (
     peak_memory,
     pick_settings,
     tokens_per_second,
+    warmup_warning,
 )
 
 # ../shared/notes/xtuner-on-h200.md: random 1.89B InternLM2, packed 2048, LoRA r=64, one H200
@@ -99,3 +101,20 @@ def test_iterations_of_the_tutorials_dataset(tmp_path):
     run = estimate_run(INTERNLM2_CHAT_1_8B, Plan(), gpu=("NVIDIA H200", 141.0), dataset=size)
     assert run.total_iters == 3 * per_epoch and run.seconds and not run.warnings
     assert iterations_per_epoch(16002, 0, max_length=2048, batch_size=4, pack=False) == 4001
+
+
+def test_warns_when_the_warm_up_rounds_below_two_iterations():
+    """xtuner's warm-up is 0.03 x 3 epochs; mmengine truncates it to whole iterations. On the
+    H200's 2-GPU runs 4 iterations an epoch crashed at start and 8 trained at lr x 1e-5."""
+    plan = Plan(batch_size=8, checkpointing=False)
+    gpu = ("NVIDIA H200", 141.0)
+    tiny = DatasetSize(records=102, tokens=102 * 60, exact=False)  # 3 packed samples
+    run = estimate_run(INTERNLM2_CHAT_1_8B, plan, gpu=gpu, dataset=tiny, warmup_ratio=0.03)
+    assert run.iters_per_epoch <= 11  # int(0.09 x 11) = 0
+    assert any("warm-up comes to 0 iteration" in w and "fails at start" in w for w in run.warnings)
+    capped = estimate_run(
+        INTERNLM2_CHAT_1_8B, plan, gpu=gpu, dataset=tiny, warmup_ratio=0.03, max_iters=30
+    )
+    assert not any("warm-up" in w for w in capped.warnings)
+    assert "lr x 1e-5" in warmup_warning(0.03, 3, 12)  # int(1.08) = 1
+    assert warmup_warning(0.03, 3, 23) is None  # int(2.07) = 2

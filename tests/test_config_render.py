@@ -327,3 +327,58 @@ def test_gpus_can_be_named_for_sizing_elsewhere(monkeypatch, big_model, dataset)
     assert rendered.profile == "qlora" and rendered.settings["batch_size"] == 1
     monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")
     assert render_config(model_path=big_model, data_path=dataset).profile == "cpu"
+
+
+# -- a run capped at max_iters schedules its learning rate in iterations -----------------------
+def _lrs(cfg, iters: int, epoch_length: int) -> list[float]:
+    """The lr mmengine's own schedulers give each iteration (what the runner builds)."""
+    import torch
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    kinds = {"LinearLR": LinearLR, "CosineAnnealingLR": CosineAnnealingLR}
+    scheds = []
+    for s in cfg.param_scheduler:
+        args = {k: v for k, v in s.items() if k not in ("type", "convert_to_iter_based")}
+        cls = kinds[s["type"].__name__]
+        if s.get("convert_to_iter_based"):
+            scheds.append(cls.build_iter_from_epoch(opt, epoch_length=epoch_length, **args))
+        else:
+            scheds.append(cls(opt, **args))
+    lrs = []
+    for _ in range(iters):
+        lrs.append(opt.param_groups[0]["lr"])
+        for sched in scheds:
+            sched.step()
+    return lrs
+
+
+def test_max_iters_schedule_counts_iterations(tmp_path, big_model, dataset):
+    capped = render_config(
+        model_path=big_model,
+        data_path=dataset,
+        profile="lora",
+        hardware=H200,
+        set_args=["max_iters=30"],
+    )
+    cfg = _load(capped.text, tmp_path, "capped")
+    warm, cosine = cfg.param_scheduler
+    assert (warm.by_epoch, warm.end, cosine.begin, cosine.end) == (False, 2, 2, 30)
+    # An epoch of 4 iterations (a small packed dataset on a big batch): the epoch-based schedule
+    # rounds its warm-up to 0 iterations and mmengine refuses it; the capped one warms up, peaks
+    # and anneals within the 30 iterations.
+    full = render_config(model_path=big_model, data_path=dataset, profile="lora", hardware=H200)
+    with pytest.raises(ValueError, match="end should be larger than begin"):
+        _lrs(_load(full.text, tmp_path, "full"), 30, epoch_length=4)
+    # A warm-up of 1 iteration would never leave LinearLR's start factor (lr x 1e-5 throughout,
+    # as a 2-GPU run of the epoch-based schedule trained on the H200): the capped one peaks.
+    lrs = _lrs(cfg, 30, epoch_length=4)
+    assert lrs[0] < 1e-8 and max(lrs) == pytest.approx(cfg.lr) and lrs.index(max(lrs)) == 1
+    assert lrs[-1] < lrs[15] < cfg.lr and lrs[-1] > 0
+    # back to epochs: xtuner's own schedule text again, nothing of the wizard's left
+    from engine.config.settings import WIZARD_KEYS
+
+    assert settings_of_text(capped.text)["max_iters"] == 30
+    src = ConfigSource(capped.text)
+    WIZARD_KEYS["max_iters"].set(src, None)
+    assert src.text == full.text

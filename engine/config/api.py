@@ -109,6 +109,7 @@ def estimate_for(rendered: RenderedConfig, data_path: str | Path | None) -> RunE
         epochs=epochs if isinstance(epochs, (int, float)) else 3,
         pack=bool(s.get("pack_to_max_length", True)),
         max_iters=max_iters if isinstance(max_iters, int) else None,
+        warmup_ratio=s.get("warmup_ratio") if isinstance(s.get("warmup_ratio"), float) else None,
     )
 
 

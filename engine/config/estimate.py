@@ -361,6 +361,20 @@ class RunEstimate:
         return ", ".join(parts)
 
 
+def warmup_warning(warmup_ratio: float, epochs: float, per_epoch: int) -> str | None:
+    """xtuner's warm-up lasts ``warmup_ratio x max_epochs`` epochs; mmengine converts that to
+    ``int(... x iterations per epoch)``. 0 fails at start ("end should be larger than begin");
+    1 never leaves LinearLR's start factor (the run trains at lr x 1e-5)."""
+    warm = int(warmup_ratio * epochs * per_epoch)
+    if warm >= 2:
+        return None
+    effect = "the run fails at start" if warm == 0 else "the run trains at lr x 1e-5"
+    return (
+        f"the learning-rate warm-up comes to {warm} iteration(s) (an epoch is ~{per_epoch}): "
+        f"{effect}; cap the run with max_iters (the schedule then counts iterations) or add data"
+    )
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 90:
@@ -380,6 +394,7 @@ def estimate_run(
     epochs: float = 3,
     pack: bool = True,
     max_iters: int | None = None,
+    warmup_ratio: float | None = None,
 ) -> RunEstimate:
     warnings: list[str] = []
     memory = peak_memory(size, plan) if gpu is not None else None
@@ -401,6 +416,10 @@ def estimate_run(
             gpus=gpus,
         )
         total = max_iters if max_iters else math.ceil(per_epoch * epochs)
+        if not max_iters and warmup_ratio:
+            warning = warmup_warning(warmup_ratio, epochs, per_epoch)
+            if warning:
+                warnings.append(warning)
         tokens_per_iter = plan.batch_size * (
             plan.max_length if pack else max(1, dataset.tokens // max(dataset.records, 1))
         )

@@ -199,6 +199,62 @@ def _get_max_iters(src: ConfigSource) -> int | None:
     return src.get_kw(("train_cfg",), "max_iters")
 
 
+# xtuner's schedule (every built-in config): warm-up over a share of the epochs, then cosine.
+EPOCH_SCHEDULE = """[
+    dict(
+        type=LinearLR,
+        start_factor=1e-5,
+        by_epoch=True,
+        begin=0,
+        end=warmup_ratio * max_epochs,
+        convert_to_iter_based=True,
+    ),
+    dict(
+        type=CosineAnnealingLR,
+        eta_min=0.0,
+        by_epoch=True,
+        begin=warmup_ratio * max_epochs,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),
+]"""
+
+
+def iteration_schedule(max_iters: int) -> str:
+    """The same schedule counted in iterations, for a run capped at ``max_iters``.
+
+    Left in epochs, a capped run warms up and anneals over epochs it may never finish (a short
+    run sat at lr ~1e-9), and an epoch of few iterations rounds the warm-up to 0 iterations,
+    which mmengine refuses ("end should be larger than begin"), or to 1, where LinearLR never
+    leaves its start factor (it reaches the full lr at its last step, ``end - 1``): the run then
+    trains at lr x 1e-5. Hence a warm-up of at least 2 iterations.
+    """
+    warm = f"max(2, round(warmup_ratio * {max_iters}))"
+    return f"""[
+    dict(
+        type=LinearLR,
+        start_factor=1e-5,
+        by_epoch=False,
+        begin=0,
+        end={warm},
+    ),
+    dict(
+        type=CosineAnnealingLR,
+        eta_min=0.0,
+        by_epoch=False,
+        begin={warm},
+        end=max({max_iters}, {warm} + 1),
+    ),
+]"""
+
+
+def _set_schedule(src: ConfigSource, max_iters: int | None) -> None:
+    if not src.has("param_scheduler"):
+        return  # a config with its own kind of schedule: left as it is
+    text = EPOCH_SCHEDULE if max_iters is None else iteration_schedule(max_iters)
+    src.set("param_scheduler", Code(text))
+
+
 def _set_max_iters(src: ConfigSource, value: int | None) -> None:
     path = ("train_cfg",)
     if value is None:
@@ -206,6 +262,7 @@ def _set_max_iters(src: ConfigSource, value: int | None) -> None:
             return
         src.remove_kw(path, "max_iters")
         src.set_kw(path, "max_epochs", Code("max_epochs"))
+        _set_schedule(src, None)
         return
     if not isinstance(value, int) or value < 1:
         raise WizardError(
@@ -215,6 +272,7 @@ def _set_max_iters(src: ConfigSource, value: int | None) -> None:
         )
     src.remove_kw(path, "max_epochs")
     src.set_kw(path, "max_iters", value)
+    _set_schedule(src, value)
 
 
 def _get_patch(src: ConfigSource) -> bool:

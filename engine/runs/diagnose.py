@@ -42,6 +42,8 @@ _ERROR_LINE = re.compile(
     r"(?::\s*(.*))?$"
 )
 _CONFIG_SYNTAX = re.compile(r"There are syntax errors in config file (\S+?):?\s")
+_RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s?", re.MULTILINE)  # torch prefixes a worker's output
+_ZERO_WARMUP = "end should be larger than begin"
 _MISSING = re.compile(
     r"(FileNotFoundError: .*|Unable to find '[^']+'|"
     r"does not appear to have a file named [\w.]+|"
@@ -56,7 +58,14 @@ _CONFIG_READER = "mmengine/config/config.py"
 
 def _last_traceback(text: str) -> str:
     i = text.rfind("Traceback (most recent call last):")
-    return text[i:] if i >= 0 else ""
+    if i < 0:
+        return ""
+    if "ChildFailedError" in text[i:]:
+        # torchrun's own traceback only says that a worker failed: the worker's is earlier
+        worker = _last_traceback(text[:i])
+        if worker:
+            return worker
+    return text[i:]
 
 
 def _last_error_line(text: str) -> str | None:
@@ -84,7 +93,7 @@ def diagnose(
 
     ``config_path``: the config that was trained; a traceback frame in it names the line.
     """
-    text = log_text[-TAIL_CHARS:]
+    text = _RANK_PREFIX.sub("", log_text[-TAIL_CHARS:])
     tb = _last_traceback(text)
     error_line = _last_error_line(tb or text[-20_000:])
     if exit_code == 0 and not tb:
@@ -135,6 +144,14 @@ def diagnose(
             "resume from the last checkpoint with `xtuner-wizard resume`",
         )
 
+    if _ZERO_WARMUP in text[-20_000:]:
+        return Cause(
+            "config_error",
+            "the learning-rate warm-up rounds to 0 iterations: an epoch of this dataset is only "
+            "a few iterations long (few packed samples for batch_size x GPUs)",
+            "cap the run with `xtuner-wizard config --set max_iters=N` (the wizard then counts "
+            "the schedule in iterations), or add data, or lower batch_size",
+        )
     config_cause = _config_error(text, tb, error_line, config_path)
     if config_cause is not None:
         return config_cause
