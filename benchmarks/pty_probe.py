@@ -24,6 +24,15 @@ class PtyCapture:
     raw: bytearray = field(default_factory=bytearray)
     exit_status: int | None = None
     cpu_seconds: float | None = None  # user + system CPU time of the program (from wait4)
+    # (seconds since start, the program's CPU seconds so far), read from /proc about once a second
+    cpu_samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def cpu_between(self, start: float, end: float) -> float | None:
+        """CPU seconds the program used between two moments (nearest samples inside them)."""
+        inside = [(t, c) for t, c in self.cpu_samples if start <= t <= end]
+        if len(inside) < 2:
+            return None
+        return inside[-1][1] - inside[0][1]
 
     def bytes_between(self, start: float, end: float) -> int:
         return sum(n for t, n in self.chunks if start <= t < end)
@@ -31,6 +40,17 @@ class PtyCapture:
     @property
     def total(self) -> int:
         return sum(n for _, n in self.chunks)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float | None:
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
 
 
 def run_in_pty(
@@ -58,9 +78,15 @@ def run_in_pty(
     cap = PtyCapture()
     pending = sorted(keys or [])
     start = time.monotonic()
+    next_cpu = 0.0
     try:
         while True:
             now = time.monotonic() - start
+            if now >= next_cpu:
+                cpu = _cpu_of(pid)
+                if cpu is not None:
+                    cap.cpu_samples.append((now, cpu))
+                next_cpu = now + 1.0
             if now >= duration or (stop_when is not None and stop_when(now)):
                 break
             while pending and pending[0][0] <= now:

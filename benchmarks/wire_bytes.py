@@ -165,6 +165,11 @@ def one_run(base: Path, model: Path, iters: int, mode: str) -> dict:
             screen_cpu_seconds=round(cap.cpu_seconds or 0.0, 2),
         )
         out["after_bytes_per_s"] = round(out["after_bytes"] / after, 1)
+        # what the screen takes from the machine once it is up: its CPU after the first paint
+        steady = cap.cpu_between(first + FIRST_PAINT_S, end)
+        if steady is not None:
+            out["screen_cpu_after_first_paint_s"] = round(steady, 2)
+            out["screen_cpu_after_first_paint_pct_of_a_core"] = round(100 * steady / after, 2)
         (base / f"screen-{mode}.raw").write_bytes(bytes(cap.raw))
         (base / f"screen-{mode}.chunks.json").write_text(
             json.dumps({"wall0": wall0, "chunks": cap.chunks})

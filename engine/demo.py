@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -279,12 +280,31 @@ def describe(model_dir: Path) -> dict:
     return json.loads((Path(model_dir) / MARKER).read_text(encoding="utf-8"))
 
 
+STALE_BUILD_S = 600  # a build takes seconds: a temp folder older than this was left by a kill
+
+
+def remove_stale_builds(target: Path, *, older_than: float = STALE_BUILD_S) -> list[Path]:
+    """Remove the ``.<name>.*`` temp folders a killed build left beside ``target`` (not a
+    build that may still be running: only folders untouched for ``older_than`` seconds)."""
+    removed = []
+    for tmp in target.parent.glob(f".{target.name}.*"):
+        try:
+            stale = tmp.is_dir() and time.time() - tmp.stat().st_mtime > older_than
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 def ensure_demo_model(ws: Workspace, *, seed: int = 0, on_progress: Progress | None = None) -> Path:
     """The workspace's demo model folder, built first if missing or incomplete."""
     target = ws.demo_model_dir
     if is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_builds(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build_demo_model(tmp / "m", seed=seed, on_progress=on_progress)

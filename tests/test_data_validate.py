@@ -38,6 +38,16 @@ BROKEN = [
         ["bad.json:2:52:", "comma before '}'", "remove the comma"],
     ),
     (
+        "mismatched_bracket",
+        b'[\n {"conversation": [}\n]\n',
+        ["bad.json:2:20:", "'[' closed with '}'", "close '[' with ']'"],
+    ),
+    (
+        "missing_value",
+        b'[\n    {"conversation": }\n]',
+        ["bad.json:2:22:", "no value after ':'"],
+    ),
+    (
         "missing_comma_between_records",
         b'[\n    {"conversation": [{"input": "a", "output": "b"}]}\n    {"conversation": [{"input": "c", "output": "d"}]}\n]',
         ["bad.json:3:5:", "missing comma between records"],

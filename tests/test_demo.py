@@ -189,3 +189,17 @@ def test_cli_builds_into_a_folder_and_refuses_a_non_empty_one(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "not empty" in err and str(other) in err and "Traceback" not in err
     assert os.listdir(other) == ["notes.txt"]
+
+
+def test_a_killed_builds_temp_folder_is_removed_by_the_next(tmp_path: Path):
+    """A wizard killed mid-build leaves ``.demo-model.XXXX/``; the next build removes it, but not
+    a folder a build running now may be writing (touched recently)."""
+    target = tmp_path / "demo-model"
+    old = tmp_path / ".demo-model.k1ll3d"
+    (old / "m").mkdir(parents=True)
+    (old / "m" / "config.json").write_text("{}")
+    os.utime(old, (0, 0))
+    running = tmp_path / ".demo-model.n0w"
+    running.mkdir()
+    assert demo.remove_stale_builds(target) == [old]
+    assert not old.exists() and running.exists()

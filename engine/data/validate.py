@@ -215,7 +215,7 @@ def _explain(msg: str, text: str, pos: int) -> tuple[str, str]:
         )
     prev = text[:pos].rstrip()[-1:] if pos else ""
     if msg.startswith("Expecting property name"):
-        if ch == "}":
+        if ch == "}" and prev == ",":
             return (f"a comma before '}}'{near}", "remove the comma after the last field")
         if ch == "'":
             return (f"single quotes{near}", 'use double quotes: "input"')
@@ -224,8 +224,13 @@ def _explain(msg: str, text: str, pos: int) -> tuple[str, str]:
             'write field names in double quotes: "input"',
         )
     if msg.startswith("Expecting value"):
-        if ch in "]}":
+        if ch in "]}" and prev == ",":
             return (f"a comma before '{ch}'{near}", "remove the comma after the last item")
+        if ch in "]}" and prev in "[{":
+            closer = {"[": "]", "{": "}"}[prev]
+            return (f"'{prev}' closed with '{ch}'{near}", f"close '{prev}' with '{closer}'")
+        if ch in "]}" and prev == ":":
+            return (f"no value after ':'{near}", "write the field's value after the ':'")
         if ch == "'":
             return (f"single quotes{near}", "use double quotes around strings")
         if ch == "":
