@@ -240,14 +240,15 @@ def supervise(record_path: Path) -> int:
         if cause is not None:
             record.cause_kind, record.cause, record.fix = cause.kind, cause.message, cause.fix
         log.write(b"\n" + END_LINE_FORMAT.format(state=record.state, code=code).encode() + b"\n")
-    record.save()
     if record.state == "succeeded":
+        # before the record says so: whoever sees "succeeded" then also finds the step done
         try:
             from engine.workspace import Workspace
 
             Workspace(record.workspace).mark_done("train")
-        except Exception as exc:  # noqa: BLE001 - the run's outcome is recorded already
+        except Exception as exc:  # noqa: BLE001 - the record below still tells the outcome
             print(f"could not mark the train step done: {exc}", file=sys.stderr)
+    record.save()
     return 0 if record.state == "succeeded" else 1
 
 
