@@ -52,6 +52,7 @@ class MergePane(StepPane):
     DEFAULT_CSS = """
     MergePane #merge-pick { height: auto; }
     MergePane #merge-pick Select { width: 1fr; }
+    MergePane #merge-pick SelectCurrent #label { text-wrap: nowrap; text-overflow: ellipsis; }
     MergePane #merge-pick Label { padding: 1 1 0 0; }
     MergePane .merge-phase { height: 1; }
     MergePane #merge-detail { height: 1; color: $text-muted; }
@@ -99,7 +100,7 @@ class MergePane(StepPane):
 
         runs = [r for r in list_runs(self.workspace)]
         select = self.query_one("#merge-run", Select)
-        options = [(f"{r.id}  {r.state}  {Path(r.config).name}", r.id) for r in reversed(runs)]
+        options = [(f"{r.id} {r.state}", r.id) for r in reversed(runs)]
         current = select.value
         select.set_options(options)
         if options:
