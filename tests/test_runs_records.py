@@ -159,3 +159,42 @@ def test_cli_answers_without_runs(workspace, capsys):
     assert "is not running (it succeeded)" in capsys.readouterr().err
     assert main(["runs", *ws]) == 0
     assert "20260101-000000    succeeded" in capsys.readouterr().out
+
+
+def test_orphaned_torchrun_workers_keep_a_run_alive_and_stop_ends_them(workspace):
+    """torchrun starts each worker in a session of its own: with torchrun and the supervisor both
+    SIGKILLed, the workers train on. Their command line (the train script and the run's config)
+    still ties them to the run: it stays running, and stop ends them."""
+    from engine.runs.control import stop_run
+
+    config = workspace.root / "cfg.py"
+    fake_worker = [
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)",
+        "/site-packages/xtuner/tools/train.py",
+        str(config),
+        "--launcher",
+        "pytorch",
+    ]
+    worker = subprocess.Popen(fake_worker, start_new_session=True)
+    try:
+        dead = _dead_pid()
+        rec = _record(
+            workspace,
+            "r3",
+            state="running",
+            pid=_dead_pid(),
+            trainer_pid=dead,
+            trainer_pgid=dead,
+            started=time.time(),
+        )
+        assert not group_alive(dead)
+        assert refresh(rec).state == "running"  # a worker still trains its config
+        out = stop_run(workspace, "r3", timeout=5, grace=2)
+        assert worker.wait(timeout=10) is not None
+        assert out.state == "stopped"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

@@ -7,7 +7,13 @@ import signal
 import time
 
 from engine.errors import WizardError
-from engine.runs.records import RunRecord, get_run, group_alive, process_alive
+from engine.runs.records import (
+    RunRecord,
+    get_run,
+    group_alive,
+    process_alive,
+    trainer_processes,
+)
 from engine.workspace import Workspace
 
 SUPERVISOR_MARK = "engine.runs.supervise"
@@ -18,7 +24,11 @@ def supervisor_alive(record: RunRecord) -> bool:
 
 
 def trainer_alive(record: RunRecord) -> bool:
-    return group_alive(record.trainer_pgid) if record.trainer_pgid else False
+    """The trainer's process group lives, or a process still trains the run's config (a torchrun
+    worker, in a session of its own, outlives a SIGKILLed torchrun)."""
+    if record.trainer_pgid and group_alive(record.trainer_pgid):
+        return True
+    return bool(record.trainer_pid and trainer_processes(record.config))
 
 
 def refresh(record: RunRecord) -> RunRecord:
@@ -111,6 +121,8 @@ def stop_run(
 
         if process_alive(record.trainer_pid):
             stop_process_tree(record.trainer_pid, timeout=timeout, grace=grace)
+        for orphan in trainer_processes(record.config):  # workers whose torchrun is gone
+            stop_process_tree(orphan, timeout=timeout, grace=grace)
         _wait_gone(record, time.time() + grace)
     elif record.active and supervisor_alive(record):
         os.kill(record.pid, signal.SIGINT)  # type: ignore[arg-type]

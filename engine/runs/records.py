@@ -233,3 +233,30 @@ def group_alive(pgid: int | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+TRAIN_SCRIPT_MARKS = ("xtuner/tools/train.py", "xtuner.tools.train")
+
+
+def trainer_processes(config: str | os.PathLike | None) -> list[int]:
+    """Live processes that train ``config`` (its absolute path is one of their arguments, with
+    xtuner's train script): torchrun's workers run in sessions of their own, so when torchrun
+    and the supervisor are both gone (SIGKILLed) only their command lines still tie them to the
+    run. Empty where there is no /proc."""
+    if not config:
+        return []
+    target = os.fsencode(str(config))
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if target not in argv:
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(m.encode() in a for a in argv for m in TRAIN_SCRIPT_MARKS):
+            found.append(int(entry.name))
+    return found
