@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_profiles import LOG_LINE, build_big, write_dataset  # noqa: E402
+from gpu_profiles import build_big, parse_log, write_dataset  # noqa: E402
 
 LOG = None  # the phase's transcript
 
@@ -150,20 +150,7 @@ def mmengine_log(ws: Path) -> Path | None:
 
 
 def iterations(log: Path | None) -> list[dict]:
-    if log is None:
-        return []
-    rows = []
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = LOG_LINE.search(line)
-        if m:
-            rows.append(
-                {
-                    "iter": int(m.group(1)),
-                    "time": float(m.group(3)),
-                    "memory_mb": int(m.group(4)) if m.group(4) else None,
-                }
-            )
-    return rows
+    return parse_log(log)["iters"] if log is not None else []
 
 
 def show_run_log(ws: Path, lines: int = 60) -> None:

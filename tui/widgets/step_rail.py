@@ -43,23 +43,18 @@ class StepRail(Widget, can_focus=True):
     }
     """
 
-    class Highlighted(Message):
+    class _StepMessage(Message):
+        def __init__(self, rail: StepRail, index: int, step_id: str) -> None:
+            super().__init__()
+            self.rail = rail
+            self.index = index
+            self.step_id = step_id
+
+    class Highlighted(_StepMessage):
         """The user moved the highlight to a step (keys or mouse)."""
 
-        def __init__(self, rail: StepRail, index: int, step_id: str) -> None:
-            super().__init__()
-            self.rail = rail
-            self.index = index
-            self.step_id = step_id
-
-    class Selected(Message):
+    class Selected(_StepMessage):
         """Enter (or a click) on a step: go into it."""
-
-        def __init__(self, rail: StepRail, index: int, step_id: str) -> None:
-            super().__init__()
-            self.rail = rail
-            self.index = index
-            self.step_id = step_id
 
     def __init__(
         self,
