@@ -251,12 +251,15 @@ def phase_lifecycle(model_name: str, model: Path, data: Path, work: Path, args) 
     render(ws, model, data, args, max_iters=args.life_iters, save_steps=args.save_steps)
     result: dict = {"model": model_name, "gpus": gpus, "deepspeed": args.deepspeed}
     wizard("train", "-w", str(ws), *train_args(gpus, args.deepspeed))
-    work_dir = next(iter(ws.glob("work_dirs")), ws / "work_dirs")
+
+    def checkpoints() -> list[Path]:
+        return [c for d in (ws / "work_dirs").glob("*") if d.is_dir() for c in checkpoints_in(d)]
+
     deadline = time.monotonic() + args.ckpt_timeout
     ckpt = None
     with GpuWatch() as watch:
         while time.monotonic() < deadline:
-            found = [c for d in work_dir.glob("*") if d.is_dir() for c in checkpoints_in(d)]
+            found = checkpoints()
             if found:
                 ckpt = found[-1]
                 break
@@ -287,7 +290,7 @@ def phase_lifecycle(model_name: str, model: Path, data: Path, work: Path, args) 
     if args.stop_only:
         say(json.dumps(result, ensure_ascii=False, indent=1))
         return result
-    last = [c for d in work_dir.glob("*") if d.is_dir() for c in checkpoints_in(d)]
+    last = checkpoints()
     result["resumed_from_iter"] = checkpoint_iteration(last[-1]) if last else None
     log_before = mmengine_log(ws)
     code, _ = wizard("resume", "-w", str(ws), "--wait", check=False)

@@ -16,6 +16,7 @@ import struct
 import termios
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -47,7 +48,7 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 def _cpu_of(pid: int) -> float | None:
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime

@@ -12,14 +12,13 @@ import json
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
 from test_config_tui import make_workspace, settle
 from test_distributed import CPU_DDP_FOOTER, CPU_DDP_HEADER, ZERO2_FILES, _folder
 from test_runs_records import _record
-from test_runs_slow import _processes_mentioning, _workspace, demo_model  # noqa: F401
+from test_runs_slow import _processes_mentioning, _wait_for, _workspace, demo_model  # noqa: F401
 
 from engine.cli import main as cli_main
 from engine.distributed import LaunchPlan, alive, deepspeed_version, process_tree
@@ -33,16 +32,6 @@ from engine.xtuner_env import xtuner_package_dir
 CFG = "cfg.py"
 # mmengine runs a config's code when it loads it: each worker waits here, alive, never training
 SLEEPING_CONFIG = "import time\ntime.sleep(300)\n"
-
-
-def _wait_for(predicate, timeout: float, what: str, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _shown(command: str) -> str:
