@@ -3,7 +3,8 @@
 A light widget on purpose: one plain line per step and one highlighted row. An OptionList cost
 ~140 bytes a row on the wire (a border, padding and a style per segment), repainted itself
 whole when it first got its size (just after the first frame) and on every focus change; this
-rail draws ~40 bytes a row, and moving the highlight repaints only the two rows involved.
+rail draws ~65 bytes a row (with the border beside it), and moving the highlight repaints only
+the two rows involved.
 """
 
 from __future__ import annotations
@@ -136,10 +137,10 @@ class StepRail(Widget, can_focus=True):
 
     # -- input -----------------------------------------------------------------------------
     def _choose(self, index: int) -> None:
-        index = max(0, min(len(self._steps) - 1, index))
-        if index != self._highlighted:
-            self.highlighted = index
-            self.post_message(self.Highlighted(self, index, self._steps[index][0]))
+        before = self._highlighted
+        self.highlighted = index  # clamped there
+        if self._highlighted != before:
+            self.post_message(self.Highlighted(self, self._highlighted, self.highlighted_step))
 
     def action_move(self, delta: int) -> None:
         self._choose(self._highlighted + delta)
