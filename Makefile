@@ -4,7 +4,7 @@ WORKSPACE ?= workspace
 MODEL ?= demo
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint test-fast
+.PHONY: setup run test test-all lint test-fast
 
 setup:
 	@bash scripts/setup.sh
@@ -19,8 +19,13 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not long" --durations=15 $(PYTEST_ARGS)
+
+# Everything, the longer real runs too: before landing a change to engine/runs, engine/export
+# or the configs.
+test-all: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 # Skips the tests that train for real (minutes): for the edit-test loop only.
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow and not long" $(PYTEST_ARGS)
