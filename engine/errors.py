@@ -21,3 +21,10 @@ class WizardError(Exception):
 
 class HandEditedError(WizardError):
     """Refusing to overwrite a file the user changed since the wizard wrote it."""
+
+
+class WriteFailed(WizardError, OSError):
+    """A write the user can fix (full disk, read-only folder, no permission): one line.
+
+    Also an ``OSError``, so code that already handles failed writes keeps doing so.
+    """

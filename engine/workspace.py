@@ -8,37 +8,70 @@ without a backup.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import HandEditedError, WizardError
+from engine.errors import HandEditedError, WizardError, WriteFailed
 
 STEPS = ("environment", "data", "config", "train", "merge", "chat")
 STATE_VERSION = 1
 
 
+# Write failures the user fixes (not the wizard): each becomes one line with its fix.
+WRITE_FIXES = {
+    errno.ENOSPC: ("the disk is full", "free some space on this disk, or pick another --workspace"),
+    errno.EDQUOT: ("the disk quota is used up", "free some space, or pick another --workspace"),
+    errno.EROFS: ("the folder is on a read-only file system", "pick a writable --workspace"),
+    errno.EACCES: ("no permission to write here", "pick a folder you can write to (--workspace)"),
+    errno.EPERM: ("no permission to write here", "pick a folder you can write to (--workspace)"),
+}
+
+
+def write_error(exc: OSError, path: Path | str) -> OSError:
+    """``exc`` as a one-line :class:`WriteFailed` when the user can fix it, else ``exc``."""
+    if isinstance(exc, WizardError) or exc.errno not in WRITE_FIXES:
+        return exc
+    what, fix = WRITE_FIXES[exc.errno]
+    err = WriteFailed(f"cannot write: {what}", where=str(path), fix=fix)
+    err.errno = exc.errno
+    return err
+
+
 def atomic_write(path: Path, data: bytes | str, encoding: str = "utf-8") -> None:
-    """Write ``data`` to ``path`` so readers see the old or the new file, never half of one."""
+    """Write ``data`` to ``path`` so readers see the old or the new file, never half of one.
+
+    A full disk, a read-only file system or a missing permission raises :class:`WriteFailed`
+    (a :class:`WizardError` and an ``OSError``): one line with the fix, the old file intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode(encoding) if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from exc
         raise
 
 
@@ -48,6 +81,9 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_LOCKS_HELD = threading.local()  # per thread: workspace root -> lock depth
 
 
 @dataclass
@@ -167,27 +203,87 @@ class Workspace:
         self.ensure()
         atomic_write(self.state_path, json.dumps(state.to_json(), indent=2, ensure_ascii=False))
 
+    @property
+    def lock_path(self) -> Path:
+        return self.wizard_dir / "state.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the workspace's state lock (``fcntl.flock`` on ``.wizard/state.lock``).
+
+        Every read-modify-write of ``state.json`` happens inside it, so writers in other
+        processes or threads never lose each other's updates. Re-entrant within a thread.
+        """
+        held = _LOCKS_HELD.__dict__.setdefault("roots", {})
+        key = str(self.root)
+        if held.get(key):
+            held[key] += 1
+            try:
+                yield
+            finally:
+                held[key] -= 1
+            return
+        self.ensure()
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_error(exc, self.lock_path) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held[key] = 1
+            try:
+                yield
+            finally:
+                held[key] = 0
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[WizardState]:
+        """The state, read under the lock; saved when the block ends without an error.
+
+        A transaction inside another (same thread, same workspace) shares its state object,
+        so the outer save keeps the inner changes.
+        """
+        open_states = _LOCKS_HELD.__dict__.setdefault("states", {})
+        key = str(self.root)
+        if key in open_states:
+            yield open_states[key]
+            return
+        with self.locked():
+            state = self.load_state()
+            open_states[key] = state
+            try:
+                yield state
+            finally:
+                del open_states[key]
+            self.save_state(state)
+
     def update_state(self, **changes: Any) -> WizardState:
-        state = self.load_state()
-        for key, value in changes.items():
-            setattr(state, key, value)
-        self.save_state(state)
+        with self.transaction() as state:
+            for key, value in changes.items():
+                setattr(state, key, value)
         return state
 
     def mark_done(self, step: str, done: bool = True) -> WizardState:
-        state = self.load_state()
-        if done and step not in state.done:
-            state.done.append(step)
-        if not done and step in state.done:
-            state.done.remove(step)
-        self.save_state(state)
+        with self.transaction() as state:
+            if done and step not in state.done:
+                state.done.append(step)
+            if not done and step in state.done:
+                state.done.remove(step)
         return state
 
     def set_choice(self, key: str, value: Any) -> WizardState:
-        state = self.load_state()
-        state.choices[key] = value
-        self.save_state(state)
+        with self.transaction() as state:
+            state.choices[key] = value
         return state
+
+    def record_written(self, path: Path | str) -> None:
+        """Remember the hash of a file the wizard just wrote for the user."""
+        path = self.path(path)
+        with self.transaction() as state:
+            state.written[self.rel(path)] = sha256_file(path)
 
     # -- user files: hashed when written, backed up before replacing ---------------------
     def is_hand_edited(self, path: Path) -> bool:
@@ -212,26 +308,40 @@ class Workspace:
         shutil.copy2(path, dest)
         return dest
 
+    def check_user_file(self, path: Path | str, *, force: bool = False) -> bool:
+        """Refuse (:class:`HandEditedError`) to replace a hand-edited file unless ``force``.
+
+        Returns True when the file exists and was edited by hand (so replacing it needs a
+        backup). Commands call it for every file they will write before writing any.
+        """
+        path = self.path(path)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise WizardError(
+                "is not a regular file (a folder or a link); not writing over it",
+                where=str(path),
+                fix="remove it or pick another path",
+            )
+        edited = self.is_hand_edited(path)
+        if edited and not force:
+            raise HandEditedError(
+                "was changed by hand since the wizard wrote it; not overwriting",
+                where=str(path),
+                fix="confirm to replace it (a backup is kept in .wizard/backups), or use --force",
+            )
+        return edited
+
     def write_user_file(
         self, path: Path | str, data: bytes | str, *, force: bool = False
     ) -> Path | None:
         """Write a file the user owns (dataset, config). Returns the backup made, if any.
 
         A file changed by hand since the wizard wrote it raises :class:`HandEditedError`
-        unless ``force``; with ``force`` (the user confirmed) it is backed up first.
+        unless ``force``; with ``force`` (the user confirmed) it is backed up first. The
+        check, the write and the recorded hash happen under the state lock.
         """
         path = self.path(path)
-        backup = None
-        if path.exists():
-            if self.is_hand_edited(path) and not force:
-                raise HandEditedError(
-                    "was changed by hand since the wizard wrote it; not overwriting",
-                    where=str(path),
-                    fix="confirm to replace it (a backup is kept in .wizard/backups), or use --force",
-                )
-            backup = self.backup(path) if self.is_hand_edited(path) else None
-        atomic_write(path, data)
-        state = self.load_state()
-        state.written[self.rel(path)] = sha256_file(path)
-        self.save_state(state)
+        with self.locked():
+            backup = self.backup(path) if self.check_user_file(path, force=force) else None
+            atomic_write(path, data)
+            self.record_written(path)
         return backup
