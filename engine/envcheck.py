@@ -523,11 +523,17 @@ def _weights(model_dir: Path) -> tuple[list[Path], list[str]]:
 
 
 def model_dir_of(ws: Workspace, model: str | Path | None) -> tuple[Path | None, bool]:
-    """(folder, is_demo) for an explicit model, or the workspace's choice ("demo" or a path)."""
-    choice = model if model is not None else ws.load_state().choices.get("model")
-    if choice in (None, "", "demo"):
+    """(folder, is_demo) for an explicit model, or the workspace's choice ("demo" or a path).
+
+    Resolved by :func:`engine.selection.model_choice` (not checked: the checks say what is
+    wrong); no choice at all means the demo model.
+    """
+    from engine.selection import model_choice
+
+    choice = model_choice(ws, model, check=False)
+    if choice is None:
         return ws.demo_model_dir, True
-    return Path(str(choice)).expanduser(), False
+    return choice.path, choice.is_demo
 
 
 def check_model(model_dir: Path, *, is_demo: bool = False) -> tuple[list[Check], int | None]:
@@ -797,6 +803,7 @@ def run_checks(
     add(check_ram(model_bytes))
     add(check_disk(ws.root, model_bytes))
     add(*model_checks)
-    data_path = Path(dataset).expanduser() if dataset is not None else ws.dataset_path
-    add(check_dataset(data_path, explicit=dataset is not None))
+    from engine.selection import dataset_path
+
+    add(check_dataset(dataset_path(ws, dataset), explicit=dataset is not None))
     return checks

@@ -213,9 +213,9 @@ def default_models(ws: Workspace) -> tuple[Path | None, Path | None]:
     if tuned is not None and model_info(tuned).get("base_model"):
         base = Path(model_info(tuned)["base_model"])
     if base is None:
-        choice = ws.load_state().choices.get("model")
-        if choice:
-            base = ws.demo_model_dir if choice == "demo" else ws.path(choice)
+        from engine.selection import model_dir
+
+        base = model_dir(ws)
     return base, tuned
 
 

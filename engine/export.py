@@ -64,10 +64,9 @@ class MergeSource:
 
 # -- where things come from -------------------------------------------------------------
 def _base_from_choice(ws: Workspace) -> Path | None:
-    choice = ws.load_state().choices.get("model")
-    if not choice:
-        return None
-    return ws.demo_model_dir if choice == "demo" else ws.path(choice)
+    from engine.selection import model_dir
+
+    return model_dir(ws)
 
 
 def checkpoint_bytes(path: Path) -> int:

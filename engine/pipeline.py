@@ -37,22 +37,14 @@ class RunAllResult:
 
 def resolve_model(ws: Workspace, model: str | None, say: Say) -> tuple[Path, bool]:
     """The model folder to fine-tune and whether it is the demo model (built on demand)."""
-    from engine.demo import ensure_demo_model
+    from engine.selection import ensure_model, record_model, require_model
 
-    if model in (None, "", "demo"):
+    choice = require_model(ws, model or "demo", weights=True)
+    if choice.is_demo:
         say("model: the demo model (tiny InternLM2, random weights; builds offline in seconds)")
-        path = ensure_demo_model(ws)
-        ws.set_choice("model", "demo")
-        return path, True
-    path = Path(model).expanduser().resolve()
-    if not (path / "config.json").is_file():
-        raise WizardError(
-            "is not a model folder (no config.json)",
-            where=str(path),
-            fix="point --model at a Hugging Face model folder (e.g. internlm2-chat-1_8b), or use --model demo",
-        )
-    ws.set_choice("model", str(path))
-    return path, False
+    path = ensure_model(ws, choice)
+    record_model(ws, choice)
+    return path, choice.is_demo
 
 
 def run_all(
@@ -68,35 +60,58 @@ def run_all(
     say: Say = print,
 ) -> RunAllResult:
     from engine.chat.base import load_engine
-    from engine.config import render_config, write_config
+    from engine.config import TUTORIAL_BASE, render_config, write_config
     from engine.data import IdentityFacts, build_dataset, record_choice, write_dataset
+    from engine.data.generate import heldout_path_for
     from engine.export import convert_and_merge
     from engine.runs import get_run, start_run
-    from engine.runs.launch import plan_from_choices
+    from engine.runs.launch import active_runs, plan_from_choices
+    from engine.selection import ensure_model, record_model, require_model
+
+    # Check first, change nothing: every refusal comes before the first write.
+    active = active_runs(ws) if ws.runs_dir.is_dir() else []
+    if active:
+        raise WizardError(
+            f"run {active[0].id} is still {active[0].state}; run-all would rewrite its "
+            "dataset and config",
+            where=str(ws.root),
+            fix=f"wait for it, or stop it: xtuner-wizard stop {active[0].id}",
+        )
+    choice = require_model(ws, model or "demo", weights=True)
+    is_demo = choice.is_demo
+    demo_sizing = is_demo and style is None and n is None
+    if demo_sizing:
+        style, n = DEMO_DATA["style"], DEMO_DATA["n"]
+    bundle = build_dataset(style or "varied", IdentityFacts(name=name), n=n)
+    ws.check_user_file(ws.dataset_path, force=force)
+    if bundle.heldout is not None:
+        ws.check_user_file(heldout_path_for(ws.dataset_path), force=force)
+    ws.check_user_file(ws.root / f"{TUTORIAL_BASE}_copy.py", force=force)
 
     ws.ensure()
-    model_path, is_demo = resolve_model(ws, model, say)
+    if is_demo:
+        say("model: the demo model (tiny InternLM2, random weights; builds offline in seconds)")
+    model_path = ensure_model(ws, choice)
+    overrides = {"max_iters": max_iters} if max_iters else None
+    rendered = render_config(
+        model_path=str(model_path),
+        data_path=str(ws.dataset_path),
+        profile=profile,
+        overrides=overrides,
+    )
+    record_model(ws, choice)
     ws.mark_done("environment")
 
     # 1. data
-    if is_demo and style is None and n is None:
-        style, n = DEMO_DATA["style"], DEMO_DATA["n"]
+    if demo_sizing:
         say(
             f"data: demo sizing, tutorial style with n={n} (the demo model learns it in ~100 iterations)"
         )
-    bundle = build_dataset(style or "varied", IdentityFacts(name=name), n=n)
     written = write_dataset(ws, bundle, force=force)
     record_choice(ws, written, IdentityFacts(name=name))
     say(f"data: wrote {ws.rel(written.path)} ({written.records} records)")
 
     # 2. config
-    overrides = {"max_iters": max_iters} if max_iters else None
-    rendered = render_config(
-        model_path=str(model_path),
-        data_path=str(written.path),
-        profile=profile,
-        overrides=overrides,
-    )
     config_path = write_config(ws, rendered, force=force)
     ws.mark_done("config")
     say(f"config: wrote {ws.rel(config_path)} (profile {rendered.profile})")

@@ -12,6 +12,17 @@ def on_slow_link(flag: bool) -> bool:
     return flag or bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
 
 
+def _checked_model(workspace: str, model: str | None) -> str | None:
+    """``--model`` resolved from this folder, checked, as the state will store it (absolute,
+    or ``demo``): a bad one is refused here, before the app opens or writes anything."""
+    if not model:
+        return None
+    from engine.selection import model_choice
+    from engine.workspace import Workspace
+
+    return model_choice(Workspace(workspace), model).value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from engine import cli
 
@@ -26,9 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.errors import WizardError
 
     try:
+        model = _checked_model(args.workspace, args.model)
         from tui.app import WizardApp
 
-        app = WizardApp(workspace=args.workspace, model=args.model, low_bandwidth=low_bandwidth)
+        app = WizardApp(workspace=args.workspace, model=model, low_bandwidth=low_bandwidth)
     except WizardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return cli.EXIT_USER_ERROR

@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", "-w", default=".", metavar="DIR", help="the workspace folder (default: .)"
     )
     parser.add_argument(
-        "--model", default=None, metavar="PATH|demo", help="the model folder to fine-tune (wizard)"
+        "--model",
+        default=None,
+        dest="global_model",
+        metavar="PATH|demo",
+        help="the model folder to fine-tune: the wizard's, and the --model of doctor, config, "
+        "data validate and run-all",
     )
     parser.add_argument(
         "--low-bandwidth",
@@ -70,7 +75,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return _merge_model(args)
+
+
+def _merge_model(args: argparse.Namespace) -> argparse.Namespace:
+    """The global ``--model`` and a command's own ``--model`` mean the same thing.
+
+    Commands with a ``--model`` option say so with ``set_defaults(takes_model=True)``; one
+    given both ways must agree. A global ``--model`` before a command without one is an
+    error (one line), never silently ignored.
+    """
+    given = args.__dict__.pop("global_model", None)
+    if args.command is None:
+        args.model = given
+        return args
+    if given is None:
+        return args
+    if getattr(args, "takes_model", False):
+        own = getattr(args, "model", None)
+        if own is not None and own != given:
+            args.model_conflict = (given, own)
+        else:
+            args.model = given
+    else:
+        args.model_ignored = given
+    return args
 
 
 def workspace_of(args: argparse.Namespace) -> Workspace:
@@ -80,6 +110,7 @@ def workspace_of(args: argparse.Namespace) -> Workspace:
 def run(args: argparse.Namespace) -> int:
     """Run a parsed command; user errors become one line on stderr and exit code 2."""
     try:
+        _check_model_flags(args)
         code = args.func(args)
     except WizardError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -88,6 +119,23 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _check_model_flags(args: argparse.Namespace) -> None:
+    conflict = getattr(args, "model_conflict", None)
+    if conflict:
+        raise WizardError(
+            f"two different models given: {conflict[0]} and {conflict[1]}",
+            where="--model",
+            fix="give --model once",
+        )
+    ignored = getattr(args, "model_ignored", None)
+    if ignored is not None:
+        raise WizardError(
+            f"`{args.command}` takes no model (it uses the workspace's config and runs)",
+            where=f"--model {ignored}",
+            fix="drop --model here; choose the model with `xtuner-wizard config --model PATH`",
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,7 +37,10 @@ def register(sub, parent) -> None:
         help="the model folder (default: the workspace's model; demo builds the demo model)",
     )
     p.add_argument(
-        "--data", default=None, metavar="PATH", help="the dataset (default: datas/assistant.json)"
+        "--data",
+        default=None,
+        metavar="PATH",
+        help="the dataset (default: the one `data generate` or the Data step wrote)",
     )
     p.add_argument(
         "--base",
@@ -71,7 +74,7 @@ def register(sub, parent) -> None:
         action="store_true",
         help="replace a config you edited by hand (a backup goes to .wizard/backups)",
     )
-    p.set_defaults(func=handle)
+    p.set_defaults(func=handle, takes_model=True)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -94,54 +97,23 @@ def list_configs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_dir(args: argparse.Namespace, ws) -> Path:
-    model = args.model or ws.load_state().choices.get("model")
-    if not model:
-        raise WizardError(
-            "no model given",
-            where="--model",
-            fix="pass --model PATH (the folder with config.json and weights) or --model demo",
-        )
-    if model == "demo":
-        from engine.demo import ensure_demo_model
+def _model_choice(args: argparse.Namespace, ws):
+    """The model (typed or recorded), checked: folder, config.json, tokenizer, weights."""
+    from engine.selection import require_model
 
-        return ensure_demo_model(ws)
-    path = Path(model).expanduser()
-    if not path.is_absolute():
-        path = (Path.cwd() / path).resolve()
-    if not path.is_dir():
-        raise WizardError(
-            "model folder not found",
-            where=str(path),
-            fix="pass the folder holding config.json and the weights, or --model demo",
-        )
-    if not (path / "config.json").is_file():
-        raise WizardError(
-            "not a model folder: no config.json",
-            where=str(path),
-            fix="pass the folder holding config.json and the weights (e.g. internlm2-chat-1_8b)",
-        )
-    weights = [
-        f
-        for pattern in ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
-        for f in path.glob(pattern)
-    ]
-    if not weights:
-        raise WizardError(
-            "no weights in the model folder (*.safetensors or *.bin)",
-            where=str(path),
-            fix="download the whole model, or point --model at the folder that has them",
-        )
-    return path
+    choice = require_model(ws, args.model, weights=True)
+    if args.model is None and not choice.is_demo:
+        # the recorded model may have moved since: check it too, before writing anything
+        from engine.selection import check_model_folder
+
+        check_model_folder(choice.path, where="the workspace's model", weights=True)
+    return choice
 
 
 def _data_path(args: argparse.Namespace, ws) -> Path:
-    if args.data:
-        path = Path(args.data).expanduser()
-        if not path.is_absolute():
-            path = (Path.cwd() / path).resolve()
-    else:
-        path = ws.dataset_path
+    from engine.selection import dataset_path
+
+    path = dataset_path(ws, args.data)
     if not path.is_file():
         raise WizardError(
             "dataset not found",
@@ -168,10 +140,13 @@ def render(args: argparse.Namespace) -> int:
         render_config,
         write_config,
     )
+    from engine.selection import ensure_model, record_model
 
-    ws = workspace_of(args).ensure()
-    model = _model_dir(args, ws)
+    ws = workspace_of(args)
+    choice = _model_choice(args, ws)
     data = _data_path(args, ws)
+    ws.ensure()
+    model = ensure_model(ws, choice)
     rendered = render_config(
         model_path=str(model),
         data_path=str(data),
@@ -187,7 +162,7 @@ def render(args: argparse.Namespace) -> int:
     path = write_config(ws, rendered, args.out, force=args.force)
     ws.set_choice("profile", rendered.profile)
     if args.model:
-        ws.set_choice("model", args.model if args.model == "demo" else str(model))
+        record_model(ws, choice)
     ws.mark_done("config")
     for note in rendered.notes:
         print(f"  {note}")

@@ -95,7 +95,7 @@ def register(sub, parent) -> None:
         metavar="N",
         help="the config's max_length, for the truncation count (default 2048)",
     )
-    val.set_defaults(func=validate)
+    val.set_defaults(func=validate, takes_model=True)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -161,7 +161,9 @@ def _model_dir(ws, model: str | None) -> Path | None:
                 fix="run: xtuner-wizard demo-model",
             )
         return ws.demo_model_dir
-    return _resolve(ws, model)
+    from engine.selection import model_choice
+
+    return model_choice(ws, model).path
 
 
 def validate(args: argparse.Namespace) -> int:

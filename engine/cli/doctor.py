@@ -30,7 +30,7 @@ def register(sub, parent) -> None:
         action="store_true",
         help="skip importing torch in a child process (faster; no CUDA/bitsandbytes check)",
     )
-    p.set_defaults(func=handle)
+    p.set_defaults(func=handle, takes_model=True)
 
 
 def render_table(checks, *, can_train: bool):

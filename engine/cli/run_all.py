@@ -13,7 +13,7 @@ def register(sub, parent):
     )
     p.add_argument("--name", required=True, help="your name, as the assistant should say it")
     p.add_argument(
-        "--model", default="demo", metavar="PATH|demo", help="the model folder (default: demo)"
+        "--model", default=None, metavar="PATH|demo", help="the model folder (default: demo)"
     )
     p.add_argument("--profile", default="auto", help="config profile: auto|tutorial|qlora|lora|cpu")
     p.add_argument("--style", choices=("varied", "tutorial"), default=None, help="dataset style")
@@ -22,7 +22,7 @@ def register(sub, parent):
     p.add_argument(
         "--force", action="store_true", help="replace hand-edited files (backups are kept)"
     )
-    p.set_defaults(func=_run_all)
+    p.set_defaults(func=_run_all, takes_model=True)
 
 
 def _run_all(args) -> int:
@@ -32,7 +32,7 @@ def _run_all(args) -> int:
     run_all(
         workspace_of(args),
         name=args.name,
-        model=args.model,
+        model=args.model or "demo",
         profile=args.profile,
         style=args.style,
         n=args.n,

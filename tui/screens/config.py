@@ -50,6 +50,7 @@ from engine.config.render import py_source
 from engine.config.settings import EXPLAIN
 from engine.distributed import LaunchPlan, deepspeed_stages, deepspeed_version, human_command
 from engine.errors import WizardError
+from engine.selection import dataset_path, model_dir
 from tui.step import StepPane
 from tui.widgets.confirm import ConfirmReplace
 
@@ -394,10 +395,7 @@ class ConfigPane(StepPane):
             self._start_render()
 
     def _model_dir(self) -> Path | None:
-        model = self.workspace.load_state().choices.get("model")
-        if not model:
-            return None
-        return self.workspace.demo_model_dir if model == "demo" else self.workspace.path(str(model))
+        return model_dir(self.workspace)
 
     def _start_render(self) -> None:
         self._timer = None
@@ -407,7 +405,7 @@ class ConfigPane(StepPane):
             self._base,
             self.profile(),
             self._model_dir(),
-            self.workspace.dataset_path,
+            dataset_path(self.workspace),  # the one the Data step / `data generate` recorded
             self.set_args(),
         )
         self._render_config(request)
