@@ -298,18 +298,48 @@ def remove_stale_builds(target: Path, *, older_than: float = STALE_BUILD_S) -> l
     return removed
 
 
+def check_demo_target(target: Path) -> None:
+    """Refuse to build over anything the wizard did not make: a link, a file, or a folder
+    without the demo marker that is not empty (the user's). Our own older builds (marker of
+    another version) may be replaced."""
+    where = str(target)
+    if target.is_symlink():
+        raise WizardError(
+            "is a symbolic link; not building the demo model through it",
+            where=where,
+            fix="remove the link (or point --model at the folder it names)",
+        )
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise WizardError(
+            "is a file, not the demo model's folder",
+            where=where,
+            fix="move the file away, then build the demo model again",
+        )
+    if (target / MARKER).is_file():
+        return
+    if any(target.iterdir()):
+        raise WizardError(
+            "holds files the wizard did not write (no demo-model.json); not replacing them",
+            where=where,
+            fix="move the folder away (it may be yours), then build the demo model again",
+        )
+
+
 def ensure_demo_model(ws: Workspace, *, seed: int = 0, on_progress: Progress | None = None) -> Path:
     """The workspace's demo model folder, built first if missing or incomplete."""
     target = ws.demo_model_dir
-    if is_complete(target):
+    if is_complete(target) and not target.is_symlink():
         return target
+    check_demo_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build_demo_model(tmp / "m", seed=seed, on_progress=on_progress)
         if target.exists():
-            shutil.rmtree(target)  # an incomplete build of ours: the marker is missing
+            shutil.rmtree(target)  # an older build of ours (its marker says so) or empty
         (tmp / "m").rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -59,6 +59,11 @@ def register(sub, parent) -> None:
     p.add_argument("--time", default=None, metavar="T", help="Slurm time limit, e.g. 04:00:00")
     p.add_argument("--out", default=None, metavar="FILE", help="write the script/commands to FILE")
     p.add_argument(
+        "--force",
+        action="store_true",
+        help="--out: replace a file the wizard did not write or you edited (a backup is kept)",
+    )
+    p.add_argument(
         "--no-gpu-check",
         action="store_true",
         help="the commands are for another machine: do not check this one's GPUs and deepspeed",
@@ -105,7 +110,6 @@ def handle(args: argparse.Namespace) -> int:
         validate,
     )
     from engine.errors import WizardError
-    from engine.workspace import atomic_write
 
     if args.partition and not args.slurm:
         raise WizardError("--partition is for Slurm", where="--partition", fix="add --slurm")
@@ -169,10 +173,12 @@ def handle(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     if args.out:
         out = ws.path(args.out)
-        atomic_write(out, text)
+        backup = ws.write_user_file(out, text, force=args.force)
         if args.slurm:
             out.chmod(0o755)
         print(f"wrote the {kind} to {out}")
+        if backup is not None:
+            print(f"your edited file was kept as {ws.rel(backup)}")
     else:
         sys.stdout.write(text)
     return 0
