@@ -266,6 +266,168 @@ def move_aside(path: Path) -> Path | None:
     return dest
 
 
+# -- merged folders: staged, published whole, the previous one kept --------------------------
+# A merge writes into a hidden folder beside its target and is renamed into place only when
+# the load check passed and the marker (INFO_FILE with "complete": true) is written; the
+# previous good model stays where it was until then. A killed merge leaves only the staging
+# folder (named with its pid), removed by the next merge once that pid is gone.
+STAGING_TAG = ".merging-"
+PREVIOUS_SUFFIX = ".previous"
+
+
+def is_complete_merge(path: Path | str | None) -> bool:
+    """True for a merged model the wizard finished: its marker says complete (or, from older
+    versions, records a passed load check), and config.json and weights are there."""
+    if path is None:
+        return False
+    path = Path(path)
+    try:
+        info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    if not isinstance(info, dict) or not (info.get("complete") is True or info.get("load_check")):
+        return False
+    return (path / "config.json").is_file() and any(
+        p.suffix in WEIGHT_SUFFIXES for p in path.iterdir() if p.is_file()
+    )
+
+
+def check_merge_out(ws: Workspace, out_dir: Path) -> None:
+    """Refuse an output folder that is the workspace, one of its parents, a file, or a
+    non-empty folder that is not an earlier merge (nothing of the user's is moved away)."""
+    out_dir = Path(os.path.abspath(out_dir))
+    root = ws.root
+    if out_dir == root or out_dir in root.parents:
+        raise WizardError(
+            "is the workspace or a folder above it; the merged model needs a folder of its own",
+            where=str(out_dir),
+            fix="pass a new folder, e.g. --out merged-2",
+        )
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise WizardError(
+            "is a file or a link, not a folder", where=str(out_dir), fix="pass a new folder"
+        )
+    if out_dir == ws.merged_dir or not out_dir.exists():
+        return  # the wizard's own merged/ is always moved aside, never deleted
+    if any(out_dir.iterdir()) and not is_complete_merge(out_dir):
+        raise WizardError(
+            "is not empty and holds no merged model of the wizard's; not moving it",
+            where=str(out_dir),
+            fix="pass an empty or new folder",
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(out_dir: Path) -> list[Path]:
+    """Remove staging folders beside ``out_dir`` left by merges whose process is gone."""
+    removed = []
+    for tmp in out_dir.parent.glob(f".{out_dir.name}{STAGING_TAG}*"):
+        try:
+            pid = int(tmp.name[len(f".{out_dir.name}{STAGING_TAG}") :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if tmp.is_dir() and not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """A new empty staging folder beside ``out_dir`` (same disk: the rename is atomic)."""
+    import tempfile
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out_dir)
+    return Path(
+        tempfile.mkdtemp(prefix=f".{out_dir.name}{STAGING_TAG}{os.getpid()}-", dir=out_dir.parent)
+    )
+
+
+def mark_complete(folder: Path, info: dict) -> None:
+    """Write the marker (written last: its presence means the folder is complete)."""
+    atomic_write(folder / INFO_FILE, json.dumps({**info, "complete": True}, indent=2))
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False when unsupported."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
+def previous_merges(out_dir: Path) -> list[Path]:
+    """Earlier models of ``out_dir``, newest first: ``<name>.previous``, then older ones."""
+    first = out_dir.with_name(out_dir.name + PREVIOUS_SUFFIX)
+    older = sorted(
+        (p for p in out_dir.parent.glob(f"{out_dir.name}{PREVIOUS_SUFFIX}-*") if p.is_dir()),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    return ([first] if first.is_dir() else []) + older
+
+
+def folder_bytes(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def publish(staged: Path, out_dir: Path) -> Path | None:
+    """Put the finished ``staged`` folder at ``out_dir``; what was there becomes
+    ``<name>.previous`` (an older ``.previous`` is renamed ``.previous-<stamp>``, never
+    deleted here). Returns where the old folder went. The swap is one atomic rename where
+    the kernel can: at no moment is ``out_dir`` missing or half-written."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        os.replace(staged, out_dir)
+        return None
+    previous = out_dir.with_name(out_dir.name + PREVIOUS_SUFFIX)
+    if previous.exists():
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(previous.stat().st_mtime))
+        dest = previous.with_name(f"{previous.name}-{stamp}")
+        n = 1
+        while dest.exists():
+            dest = previous.with_name(f"{previous.name}-{stamp}-{n}")
+            n += 1
+        os.replace(previous, dest)
+    if _exchange(staged, out_dir):
+        os.replace(staged, previous)  # staged now holds the old model
+    else:
+        os.replace(out_dir, previous)
+        os.replace(staged, out_dir)
+    return previous
+
+
+def prune_previous(out_dir: Path, keep: int) -> list[tuple[Path, int]]:
+    """Remove earlier models of ``out_dir`` beyond the newest ``keep``; (folder, bytes) each."""
+    removed = []
+    for old in previous_merges(out_dir)[max(keep, 0) :]:
+        size = folder_bytes(old)
+        shutil.rmtree(old)
+        removed.append((old, size))
+    return removed
+
+
 # -- the children -------------------------------------------------------------------------
 def _run_child(
     argv: list[str],
@@ -372,32 +534,94 @@ def convert_and_merge(
     device: str | None = None,
     progress: Progress | None = None,
     disk_limit: int | None = None,
+    keep: int | None = None,
 ) -> Path:
-    """pth_to_hf + merge into ``out`` (default ``<ws>/merged``); returns the merged folder."""
-    from engine.xtuner_env import MERGE_MODULE, PTH_TO_HF_MODULE, module_command
+    """pth_to_hf + merge into ``out`` (default ``<ws>/merged``); returns the merged folder.
 
+    Written into a staging folder and published whole (:func:`publish`) after the load
+    check; the model that was there becomes ``<name>.previous``. ``keep``: remove earlier
+    models beyond the newest ``keep`` (sizes reported); without it none is removed.
+    """
     say = progress or (lambda phase, detail: None)
     ws.ensure()
+    out_dir = Path(os.path.abspath(ws.path(out))) if out else ws.merged_dir
+    hf_dir = ws.hf_dir if out is None else out_dir.with_name(out_dir.name + "-adapter")
+    check_merge_out(ws, out_dir)
     src = resolve_source(ws, run=run, checkpoint=checkpoint, config=config, base_model=base_model)
     for note in src.notes:
         say("prepare", note)
     check_full_precision(src.base_model)
-    out_dir = ws.path(out) if out else ws.merged_dir
-    hf_dir = ws.hf_dir if out is None else out_dir.with_name(out_dir.name + "-adapter")
+    if out is not None and hf_dir.is_dir() and any(hf_dir.iterdir()):
+        if not (hf_dir / "adapter_config.json").is_file():
+            raise WizardError(
+                "is not empty and holds no adapter of the wizard's; not moving it",
+                where=str(hf_dir),
+                fix="pass another --out (the adapter goes to <out>-adapter)",
+            )
     needed = estimate_merged_bytes(src.base_model) + checkpoint_bytes(src.checkpoint)
     free = check_free_space(out_dir.parent, needed, limit=disk_limit)
     say("prepare", f"disk: needs ~{_human(needed)}, {_human(free)} free")
-    for folder in (hf_dir, out_dir):
-        moved = move_aside(folder)
+    staged_out = staging_dir(out_dir)
+    try:
+        staged_hf = staging_dir(hf_dir)
+    except BaseException:
+        shutil.rmtree(staged_out, ignore_errors=True)
+        raise
+    try:
+        _convert_and_merge_into(
+            ws, src, staged_out, staged_hf, out_dir, hf_dir, device=device, say=say
+        )
+    except BaseException:
+        # the previous good model never moved: only the staging folders go
+        shutil.rmtree(staged_out, ignore_errors=True)
+        shutil.rmtree(staged_hf, ignore_errors=True)
+        raise
+    for staged, final in ((staged_hf, hf_dir), (staged_out, out_dir)):
+        moved = publish(staged, final)
         if moved:
-            say("prepare", f"kept the previous {folder.name}/ as {moved.name}/")
+            say("done", f"kept the previous {final.name}/ as {moved.name}/")
+    with ws.transaction() as state:
+        state.choices["merged"] = str(out_dir) if out else ws.rel(out_dir)
+        state.choices["adapter"] = str(hf_dir) if out else ws.rel(hf_dir)
+        if "merge" not in state.done:
+            state.done.append("merge")
+    if keep is not None:
+        for folder in (hf_dir, out_dir):
+            for old, size in prune_previous(folder, keep):
+                say("done", f"removed {old.name}/ ({_human(size)})")
+    else:
+        older = previous_merges(out_dir)[1:]
+        if older:
+            sizes = ", ".join(f"{p.name}/ ({_human(folder_bytes(p))})" for p in older)
+            say("done", f"older merges kept: {sizes}; remove them with --keep 1")
+    facts = json.loads((out_dir / INFO_FILE).read_text(encoding="utf-8")).get("load_check", {})
+    params = facts.get("parameters")
+    say("done", f"{ws.rel(out_dir)}/ loads ({params / 1e6:.1f}M parameters)" if params else "done")
+    return out_dir
+
+
+def _convert_and_merge_into(
+    ws: Workspace,
+    src: MergeSource,
+    out_dir: Path,
+    hf_dir: Path,
+    final_out: Path,
+    final_hf: Path,
+    *,
+    device: str | None,
+    say: Progress,
+) -> None:
+    """pth_to_hf into ``hf_dir`` and merge into ``out_dir`` (the staging folders), load
+    check, marker. ``final_*``: where they will be published (recorded in the marker)."""
+    from engine.xtuner_env import MERGE_MODULE, PTH_TO_HF_MODULE, module_command
+
     if device is None:
         device = _cuda_or_cpu()
     log_path = ws.wizard_dir / LOG_NAME
     log_path.write_text(f"# merge {time.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8")
 
     # 1. adapter conversion
-    say("convert", f"{ws.rel(src.checkpoint)} -> {ws.rel(hf_dir)}/")
+    say("convert", f"{ws.rel(src.checkpoint)} -> {ws.rel(final_hf)}/")
 
     def on_convert(line: str) -> None:
         if "Load State Dict" in line and "%" in line:
@@ -433,7 +657,7 @@ def convert_and_merge(
 
     def on_merge(line: str) -> None:
         if line.startswith("Saving to"):
-            say("save", f"writing {ws.rel(out_dir)}/ (safetensors)")
+            say("save", f"writing {ws.rel(final_out)}/ (safetensors)")
         elif "Loading checkpoint shards" in line and "%" in line:
             say("merge", "loading the base " + line.split(":", 1)[-1].strip()[:40])
 
@@ -464,20 +688,12 @@ def convert_and_merge(
         "config": str(src.config),
         "checkpoint": str(src.checkpoint),
         "base_model": str(src.base_model),
-        "adapter": str(hf_dir),
+        "adapter": str(final_hf),
         "run": src.run_id,
         "merged_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_check": facts,
     }
-    atomic_write(out_dir / INFO_FILE, json.dumps(info, indent=2, ensure_ascii=False))
-    state = ws.load_state()
-    state.choices["merged"] = ws.rel(out_dir)
-    state.choices["adapter"] = ws.rel(hf_dir)
-    ws.save_state(state)
-    ws.mark_done("merge")
-    params = facts.get("parameters")
-    say("done", f"{ws.rel(out_dir)}/ loads ({params / 1e6:.1f}M parameters)" if params else "done")
-    return out_dir
+    mark_complete(out_dir, info)
 
 
 def _cuda_or_cpu() -> str:
@@ -488,9 +704,10 @@ def _cuda_or_cpu() -> str:
 
 
 def latest_merged(ws: Workspace) -> Path | None:
-    """The workspace's merged model: state's choice, else <ws>/merged when it is there."""
+    """The workspace's merged model: state's choice, else <ws>/merged, if complete
+    (:func:`is_complete_merge`); a half-written folder is never picked."""
     choice = ws.load_state().choices.get("merged")
     for cand in ([ws.path(choice)] if choice else []) + [ws.merged_dir]:
-        if (cand / "config.json").is_file():
+        if is_complete_merge(cand):
             return cand
     return None

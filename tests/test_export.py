@@ -119,7 +119,7 @@ def test_merge_of_a_demo_run_loads_and_answers(model_root):
     info = json.loads((merged / "xtuner_wizard.json").read_text())
     assert info["prompt_template"] == "internlm2_chat" and info["load_check"]["parameters"] > 1e6
     assert "merge" in ws.load_state().done
-    previous = [p for p in ws.root.glob("merged.previous-*") if (p / "old-marker.txt").exists()]
+    previous = [p for p in ws.root.glob("merged.previous*") if (p / "old-marker.txt").exists()]
     assert previous, "the older merged/ was not kept"
     engine = load_engine("hf", merged)
     answer = engine.chat([{"role": "user", "content": IDENTITY_PROMPT}], max_new_tokens=60)

@@ -14,13 +14,23 @@ def register(sub, parent) -> None:
         help="convert a run's checkpoint to an adapter (hf/) and merge it into the base (merged/)",
         description="Run xtuner's pth_to_hf and merge on a training run's last checkpoint: the "
         "adapter goes to hf/, the merged model (safetensors) to merged/, then it is loaded with "
-        "transformers as a check. An existing hf/ or merged/ is moved aside, never overwritten.",
+        "transformers as a check. Both are written into a hidden folder beside their target and "
+        "renamed into place only when the check passed; the model that was there becomes "
+        "merged.previous/ (an older one is kept as merged.previous-<time>/ unless --keep).",
     )
     p.add_argument("run", nargs="?", default=None, metavar="RUN", help="run id (default: latest)")
     p.add_argument("--checkpoint", metavar="PTH", help="a checkpoint instead of the run's last one")
     p.add_argument("--config", metavar="CFG", help="the config the checkpoint was trained with")
     p.add_argument("--base", metavar="MODEL", help="the full-precision base model folder")
     p.add_argument("--out", metavar="DIR", help="where the merged model goes (default: merged/)")
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=None,
+        metavar="N",
+        help="keep only the N newest earlier models (merged.previous*), removing older ones "
+        "(their sizes are shown); default: remove none",
+    )
     p.add_argument(
         "--device", choices=("cpu", "cuda"), help="where to merge (default: cuda if any)"
     )
@@ -29,9 +39,12 @@ def register(sub, parent) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
+    from engine.errors import WizardError
     from engine.export import PHASE_TITLES, MergeFailed, convert_and_merge
 
     ws = workspace_of(args)
+    if args.keep is not None and args.keep < 0:
+        raise WizardError(f"{args.keep} is not a count", where="--keep", fix="pass 0 or more")
     start = time.monotonic()
     last = {"phase": None}
 
@@ -52,6 +65,7 @@ def handle(args: argparse.Namespace) -> int:
             base_model=args.base,
             out=args.out,
             device=args.device,
+            keep=args.keep,
             progress=progress,
         )
     except MergeFailed as exc:
