@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.errors import WizardError
-from engine.workspace import atomic_write
+from engine.workspace import atomic_write, write_error
 from engine.xtuner_env import xtuner_package_dir
 
 if TYPE_CHECKING:
@@ -333,14 +333,27 @@ def ensure_demo_model(ws: Workspace, *, seed: int = 0, on_progress: Progress | N
     if is_complete(target) and not target.is_symlink():
         return target
     check_demo_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_builds(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_builds(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise write_error(exc, target.parent) from exc
     try:
         build_demo_model(tmp / "m", seed=seed, on_progress=on_progress)
         if target.exists():
             shutil.rmtree(target)  # an older build of ours (its marker says so) or empty
         (tmp / "m").rename(target)
+    except OSError as exc:  # a full disk while saving the weights, ...: one line
+        raise write_error(exc, target) from exc
+    except RuntimeError as exc:  # torch reports a failed write as a RuntimeError
+        if "write" in str(exc).lower() or "space" in str(exc).lower():
+            raise WizardError(
+                f"cannot write the demo model: {str(exc).splitlines()[0][:120]}",
+                where=str(target),
+                fix="free some space on this disk, or pick another --workspace",
+            ) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

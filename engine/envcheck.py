@@ -673,6 +673,8 @@ def _basic_dataset_check(path: Path) -> Check:
         data = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         return Check("dataset", "fail", f"{path} is not UTF-8 text", "save it as UTF-8 JSON")
+    except RecursionError:
+        return Check("dataset", "fail", f"{path}: JSON nested too deeply", "fix the dataset")
     except ValueError as exc:
         return Check(
             "dataset",

@@ -208,8 +208,30 @@ def check_model_dir(path: Path) -> None:
 
 
 def pick_device(device: str | None) -> str:
+    """``device`` checked (cpu, cuda, cuda:N that exists here), or cuda when available."""
     if device:
-        return device
+        name = str(device).strip().lower()
+        if name == "cpu":
+            return name
+        if name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
+            raise WizardError(
+                f"unknown device {device!r}", where="--device", fix="use cpu or cuda (or cuda:N)"
+            )
+        import torch
+
+        if not torch.cuda.is_available():
+            raise WizardError(
+                "CUDA is not available here (no GPU, or torch without CUDA)",
+                where=f"--device {device}",
+                fix="use --device cpu, or leave --device out",
+            )
+        if ":" in name and int(name[5:]) >= torch.cuda.device_count():
+            raise WizardError(
+                f"there is no GPU {name[5:]} (this machine has {torch.cuda.device_count()})",
+                where=f"--device {device}",
+                fix="use --device cuda:0, or leave --device out",
+            )
+        return name
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

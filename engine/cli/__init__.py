@@ -118,6 +118,20 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+    except OSError as exc:
+        # a full disk, a read-only workspace, no permission: the user's to fix, one line
+        from engine.workspace import WRITE_FIXES, write_error
+
+        if exc.errno not in WRITE_FIXES:
+            raise
+        print(f"error: {write_error(exc, exc.filename or '.')}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
     return int(code or 0)
 
 
@@ -139,8 +153,26 @@ def _check_model_flags(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(argv)
-    if args.command is None:
-        build_parser().print_help()
-        return 0
-    return run(args)
+    try:
+        args = parse(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 0
+        return run(args)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The output's reader went away (``| head``): stop quietly, as ``cat`` does.
+
+    stdout is pointed at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by SIGPIPE

@@ -41,6 +41,28 @@ def register(sub, parent) -> None:
     p.set_defaults(func=handle)
 
 
+def check_generation(args: argparse.Namespace) -> None:
+    """The generation settings, checked against their meaning before any model loads."""
+    from engine.errors import WizardError
+
+    if args.max_new_tokens < 1:
+        raise WizardError(
+            f"{args.max_new_tokens} is not a number of tokens",
+            where="--max-new-tokens",
+            fix="pass 1 or more (e.g. 256)",
+        )
+    if not args.temperature >= 0:
+        raise WizardError(
+            f"{args.temperature} is not a temperature",
+            where="--temperature",
+            fix="pass 0 (greedy) or more, e.g. 0.7",
+        )
+    if not 0 < args.top_p <= 1:
+        raise WizardError(
+            f"{args.top_p} is not a probability in (0, 1]", where="--top-p", fix="e.g. 0.9"
+        )
+
+
 def default_model(ws):
     from engine.errors import WizardError
     from engine.export import latest_merged
@@ -59,6 +81,7 @@ def handle(args: argparse.Namespace) -> int:
     from engine.chat.base import load_engine
     from engine.cli import workspace_of
 
+    check_generation(args)
     ws = workspace_of(args)
     model = ws.path(args.model) if args.model else default_model(ws)
     adapter = ws.path(args.adapter) if args.adapter else None

@@ -280,13 +280,20 @@ class DatasetSize:
 def dataset_size(path: str | Path, tokenizer_dir: str | Path | None = None) -> DatasetSize:
     """Records and tokens (with the chat template's markers) of a conversation dataset."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text)
-        if isinstance(data, dict):
-            data = [data]
-    except ValueError:
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is fine, as validation says
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                data = [data]
+        except ValueError:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, ValueError, RecursionError) as exc:
+        raise WizardError(
+            f"cannot read the dataset ({type(exc).__name__})",
+            where=str(path),
+            fix=f"check it with: xtuner-wizard data validate {path}",
+        ) from exc
     pieces: list[str] = []
     turns = 0
     for record in data:

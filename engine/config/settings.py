@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.config.builtin import close_matches
@@ -377,8 +378,95 @@ def parse_value(raw: str, current: Any = None, names: set[str] | None = None) ->
     )
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _relative(v: str) -> bool:
+    """A relative path in a config is read from where training runs: not checkable here."""
+    return not Path(v).expanduser().is_absolute()
+
+
+def _count(lo: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+# What each setting means, as a check: (accepts the value?, what it must be, an example).
+MEANINGS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "max_length": (_count(1), "a whole number of tokens, 1 or more", "2048"),
+    "batch_size": (_count(1), "a whole number, 1 or more", "1"),
+    "accumulative_counts": (_count(1), "a whole number, 1 or more", "16"),
+    "dataloader_num_workers": (_count(0), "a whole number, 0 or more", "0"),
+    "max_epochs": (_count(1), "a whole number of epochs, 1 or more", "3"),
+    "max_iters": (_count(1), "a whole number of iterations, 1 or more (or None)", "100"),
+    "lr": (lambda v: _number(v) and v > 0, "a learning rate above 0", "2e-4"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "0 or more", "0"),
+    "max_norm": (lambda v: _number(v) and v > 0, "above 0", "1"),
+    "warmup_ratio": (lambda v: _number(v) and 0 <= v < 1, "a fraction, 0 <= x < 1", "0.03"),
+    "betas": (
+        lambda v: (
+            isinstance(v, tuple) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v)
+        ),
+        "two numbers in [0, 1)",
+        "(0.9, 0.999)",
+    ),
+    "save_steps": (_count(1), "a whole number of iterations, 1 or more", "500"),
+    "save_total_limit": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == -1 or v >= 1),
+        "-1 (keep all) or 1 or more",
+        "2",
+    ),
+    "evaluation_freq": (_count(1), "a whole number of iterations, 1 or more", "500"),
+    "lora_r": (_count(1), "a rank, 1 or more", "64"),
+    "lora_alpha": (lambda v: _number(v) and v > 0, "above 0", "16"),
+    "lora_dropout": (lambda v: _number(v) and 0 <= v < 1, "a fraction, 0 <= x < 1", "0.1"),
+    "max_new_tokens": (_count(1), "a whole number of tokens, 1 or more", "64"),
+    "logger_interval": (_count(1), "a whole number of iterations, 1 or more", "10"),
+    "torch_dtype": (lambda v: v in DTYPES, f"one of {', '.join(DTYPES)}", "'bfloat16'"),
+    "attn_implementation": (
+        lambda v: v in ("eager", "sdpa", "flash_attention_2"),
+        "eager, sdpa or flash_attention_2",
+        "'sdpa'",
+    ),
+    "dist_backend": (lambda v: v in ("nccl", "gloo"), "nccl (GPUs) or gloo (CPU)", "'nccl'"),
+    "alpaca_en_path": (
+        lambda v: isinstance(v, str) and (_relative(v) or Path(v).expanduser().is_file()),
+        "an existing dataset file",
+        "'datas/assistant.json'",
+    ),
+    "data_path": (
+        lambda v: isinstance(v, str) and (_relative(v) or Path(v).expanduser().is_file()),
+        "an existing dataset file",
+        "'datas/assistant.json'",
+    ),
+    "pretrained_model_name_or_path": (
+        lambda v: (
+            isinstance(v, str)
+            and (_relative(v) or (Path(v).expanduser() / "config.json").is_file())
+        ),
+        "a model folder holding config.json",
+        "'/path/to/internlm2-chat-1_8b'",
+    ),
+}
+
+
+def check_meaning(key: str, value: Any) -> None:
+    """Refuse a value of the right type but the wrong meaning (max_length=-5, lr=-1, ...)."""
+    meaning = MEANINGS.get(key)
+    if meaning is None or value is None or isinstance(value, Code):
+        return
+    ok, what, example = meaning
+    if not ok(value):
+        raise WizardError(
+            f"{key}={value!r} does not work: {key} must be {what}",
+            where=f"--set {key}",
+            fix=f"e.g. --set {key}={example}",
+        )
+
+
 def apply_setting(src: ConfigSource, key: str, value: Any) -> None:
-    """Set one setting; an unknown key names the close ones."""
+    """Set one setting; an unknown key names the close ones; values checked against their
+    meaning (:data:`MEANINGS`)."""
     if key in WIZARD_KEYS:
         wk = WIZARD_KEYS[key]
         if (
@@ -392,6 +480,7 @@ def apply_setting(src: ConfigSource, key: str, value: Any) -> None:
                 where=f"--set {key}",
                 fix=EXPLAIN.get(key, "see `xtuner-wizard config --help`"),
             )
+        check_meaning(key, value)
         try:
             wk.set(src, value)
         except KeyError as exc:
@@ -418,6 +507,7 @@ def apply_setting(src: ConfigSource, key: str, value: Any) -> None:
             where=f"--set {key}",
             fix=f"e.g. --set {key}={current!r}",
         )
+    check_meaning(key, value)
     src.set(key, value)
 
 

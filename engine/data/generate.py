@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 STYLES = ("varied", "tutorial")
 DEFAULT_STYLE = "varied"
 DEFAULT_N = {"tutorial": 8000, "varied": 2000}
+# Sane upper bounds: the tutorial's 8000 repeats (16002 records) already overfit on purpose;
+# 100000 repeats is a ~40 MB file and hours of training. Beyond that is a typo.
+MAX_N = {"tutorial": 100_000, "varied": 100_000}
 
 TUTORIAL_QUESTIONS = ("请介绍一下你自己", "你在实战营做什么")
 
@@ -542,6 +545,12 @@ def build_dataset(
     if style not in STYLES:
         raise WizardError(f"unknown style {style!r}", where="--style", fix="use varied or tutorial")
     n = DEFAULT_N[style] if n is None else n
+    if isinstance(n, int) and n > MAX_N[style]:
+        raise WizardError(
+            f"n={n} is far more than training needs (at most {MAX_N[style]} for the {style} style)",
+            where="--n",
+            fix=f"pass --n {DEFAULT_N[style]} (the default) or less than {MAX_N[style]}",
+        )
     if style == "tutorial":
         facts = facts.check()
         records = generate_tutorial(facts.name, n)

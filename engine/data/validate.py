@@ -127,14 +127,23 @@ def validate_file(path: str | Path, *, max_problems: int = MAX_PROBLEMS) -> Vali
         return report
     first = len(text) - len(text.lstrip())
     head = text[first]
-    if head == "[":
-        report.format = "JSON array"
-        _parse_array(text, first, shown, out, report)
-    elif head == "{" and not _single_object(text, shown, out):
-        report.format = "JSON lines"
-        _parse_lines(text, shown, out, report)
-    elif head != "{":
-        _not_a_list(text, first, shown, out)
+    try:
+        if head == "[":
+            report.format = "JSON array"
+            _parse_array(text, first, shown, out, report)
+        elif head == "{" and not _single_object(text, shown, out):
+            report.format = "JSON lines"
+            _parse_lines(text, shown, out, report)
+        elif head != "{":
+            _not_a_list(text, first, shown, out)
+    except RecursionError:
+        report.records.clear()
+        out.add(
+            shown,
+            "the JSON is nested too deeply to read (brackets inside brackets, thousands deep)",
+            'a record is {"conversation": [{"input": ..., "output": ...}]}: remove the extra [ and {',
+        )
+        return report
     if report.format and not report.records and not report.problems:
         out.add(
             shown,
@@ -158,6 +167,13 @@ def _decode(raw: bytes, shown: str, out: _Collector, report: ValidationReport) -
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        if exc.end >= len(raw) and "unexpected end of data" in str(exc.reason):
+            out.add(
+                f"{shown}:{line}:{col}",
+                "the file ends in the middle of a character: it is truncated (cut off)",
+                "copy or download the whole file again, or regenerate it",
+            )
+            return None
         hint = "save it as UTF-8"
         try:
             raw.decode("gb18030")
