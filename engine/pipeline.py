@@ -20,7 +20,7 @@ IDENTITY_PROMPT = "请介绍一下你自己"
 
 # The demo model is tiny and trains on a CPU: the tutorial's data style with n=50 gives 102
 # records that pack into ~96 iterations of 256 tokens, enough for it to learn the answers
-# exactly (see ../shared/notes/xtuner-on-cpu.md); n=8000 would take hours on a CPU.
+# exactly (see docs/notes/xtuner-on-cpu.md); n=8000 would take hours on a CPU.
 DEMO_DATA = {"style": "tutorial", "n": 50}
 
 

@@ -1,6 +1,6 @@
 """How to run xtuner in a child process: the interpreter, the environment, the modules.
 
-Facts behind this (see ../shared/notes/xtuner-on-cpu.md):
+Facts behind this (see docs/notes/xtuner-on-cpu.md):
 - ``xtuner`` (the entry point) always exits 0, so the wizard runs the tools as modules
   (``python -m xtuner.tools.train``) to get real exit codes.
 - The entry point shells out to a plain ``python`` from PATH: the venv's bin goes first.

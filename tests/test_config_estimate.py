@@ -19,7 +19,7 @@ from engine.config.estimate import (
     warmup_warning,
 )
 
-# ../shared/notes/xtuner-on-h200.md: random 1.89B InternLM2, packed 2048, LoRA r=64, one H200
+# docs/notes/xtuner-on-h200.md: random 1.89B InternLM2, packed 2048, LoRA r=64, one H200
 H200_TABLE = [
     # quant, batch, attention, ckpt, peak GiB, tokens/s
     ("nf4", 1, "eager", True, 6.1, 7863),

@@ -1,7 +1,7 @@
 """Memory, speed and length of a LoRA/QLoRA run, as functions of sizes (no GPU needed).
 
 Calibrated against one H200 (random 1.89B InternLM2, packed 2048, LoRA r=64; the table in
-``../shared/notes/xtuner-on-h200.md``, peaks from mmengine's ``memory:`` field):
+``docs/notes/xtuner-on-h200.md``, peaks from mmengine's ``memory:`` field):
 
 - QLoRA weights: 4-bit linears (0.5 B/param) + embeddings/lm_head upcast to fp32 by peft's
   ``prepare_model_for_kbit_training``; bf16 "LoRA" is upcast to fp32 by the same call, so its

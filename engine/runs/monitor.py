@@ -10,7 +10,7 @@ What is read (all of it incrementally, only the bytes added since the last :meth
   the log tail (it has tracebacks mmengine never logs) and the supervisor's end line.
 - the run record (``record_path``), when given: the final state, exit code, cause and fix.
 
-Line formats are in ``../shared/notes/xtuner-on-cpu.md``. Everything tolerates partial lines
+Line formats are in ``docs/notes/xtuner-on-cpu.md``. Everything tolerates partial lines
 (only complete lines are parsed) and unknown fields.
 """
 

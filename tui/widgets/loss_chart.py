@@ -1,7 +1,7 @@
 """A loss chart whose old columns never change: cheap to keep on screen over a slow SSH link.
 
 A sliding chart (Textual's Sparkline over the last N points) shifts every bar left on every
-update, so every cell is re-sent: ~9 KB/s measured (../shared/notes/textual-on-slow-links.md).
+update, so every cell is re-sent: ~9 KB/s measured (docs/notes/textual-on-slow-links.md).
 This chart fixes its x-axis to the whole run (``max_iters``): column ``c`` always holds the same
 iterations, points only append, and a new point repaints only the cells of its column whose
 glyph changed. The y-axis grows only when a loss goes above it (rare: loss falls), which repaints
