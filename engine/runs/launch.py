@@ -150,6 +150,10 @@ def start_run(
     if plan.distributed and plan.master_port == DEFAULT_PORT and not _port_free(DEFAULT_PORT):
         plan.master_port = _free_port()  # another job holds torch's default port
     env, argv = train_env_and_argv(plan)
+    if resume or resume_from is not None:  # full unpickling: only the workspace's checkpoints
+        from engine.trust import unpickle_env
+
+        env = {**env, **unpickle_env(ws, resume_from if resume_from is not None else work_dir)}
     run_id = new_run_id(ws)
     record = RunRecord(
         id=run_id,
