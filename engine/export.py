@@ -535,6 +535,8 @@ def convert_and_merge(
     progress: Progress | None = None,
     disk_limit: int | None = None,
     keep: int | None = None,
+    trust_remote_code: bool = False,
+    trust_checkpoint: bool = False,
 ) -> Path:
     """pth_to_hf + merge into ``out`` (default ``<ws>/merged``); returns the merged folder.
 
@@ -551,6 +553,10 @@ def convert_and_merge(
     for note in src.notes:
         say("prepare", note)
     check_full_precision(src.base_model)
+    from engine.trust import require_own_checkpoint, require_trusted, trust
+
+    require_own_checkpoint(ws, src.checkpoint, consent=trust_checkpoint)
+    require_trusted(ws, src.base_model, consent=trust_remote_code, where="the base model")
     if out is not None and hf_dir.is_dir() and any(hf_dir.iterdir()):
         if not (hf_dir / "adapter_config.json").is_file():
             raise WizardError(
@@ -580,6 +586,7 @@ def convert_and_merge(
         moved = publish(staged, final)
         if moved:
             say("done", f"kept the previous {final.name}/ as {moved.name}/")
+    trust(ws, out_dir)  # its code is the base's, confirmed above; the wizard wrote the rest
     with ws.transaction() as state:
         state.choices["merged"] = str(out_dir) if out else ws.rel(out_dir)
         state.choices["adapter"] = str(hf_dir) if out else ws.rel(hf_dir)

@@ -58,6 +58,7 @@ def run_all(
     max_iters: int | None = None,
     force: bool = False,
     say: Say = print,
+    trust_remote_code: bool = False,
 ) -> RunAllResult:
     from engine.chat.base import load_engine
     from engine.config import TUTORIAL_BASE, render_config, write_config
@@ -79,6 +80,10 @@ def run_all(
         )
     choice = require_model(ws, model or "demo", weights=True)
     is_demo = choice.is_demo
+    if not is_demo and not trust_remote_code:
+        from engine.trust import require_trusted
+
+        require_trusted(ws, choice.path)
     demo_sizing = is_demo and style is None and n is None
     if demo_sizing:
         style, n = DEMO_DATA["style"], DEMO_DATA["n"]
@@ -100,6 +105,10 @@ def run_all(
         overrides=overrides,
     )
     record_model(ws, choice)
+    if trust_remote_code:
+        from engine.trust import require_trusted
+
+        require_trusted(ws, model_path, consent=True)
     ws.mark_done("environment")
 
     # 1. data

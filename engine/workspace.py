@@ -92,6 +92,7 @@ class WizardState:
     done: list[str] = field(default_factory=list)
     choices: dict[str, Any] = field(default_factory=dict)  # model, profile, name, ...
     written: dict[str, str] = field(default_factory=dict)  # relpath -> sha256 when written
+    trusted: dict[str, Any] = field(default_factory=dict)  # code sha256 -> what was confirmed
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WizardState:
@@ -101,6 +102,7 @@ class WizardState:
             done=[s for s in data.get("done", []) if s in STEPS],
             choices=dict(data.get("choices", {})),
             written=dict(data.get("written", {})),
+            trusted=dict(data.get("trusted", {})),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -110,6 +112,7 @@ class WizardState:
             "done": self.done,
             "choices": self.choices,
             "written": self.written,
+            "trusted": self.trusted,
         }
 
 

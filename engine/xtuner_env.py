@@ -5,7 +5,9 @@ Facts behind this (see docs/notes/xtuner-on-cpu.md):
   (``python -m xtuner.tools.train``) to get real exit codes.
 - The entry point shells out to a plain ``python`` from PATH: the venv's bin goes first.
 - No model hub here: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE.
-- torch >= 2.6 loads checkpoints weights-only; mmengine's resume needs the old behaviour.
+- torch >= 2.6 loads checkpoints weights-only; mmengine's resume needs the old behaviour,
+  which runs what a pickle holds: only a child resuming from the workspace's own checkpoint
+  gets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (``engine.trust.unpickle_env``), not every child.
 - PyPI's torchvision does not import beside the CPU torch, but xtuner.dataset imports
   torchvision.transforms; an import-only stand-in goes on PYTHONPATH when no real one exists.
 """
@@ -49,7 +51,7 @@ def child_env(
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("HF_DATASETS_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+    # no TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD here: engine.trust.unpickle_env says who gets it
     env["PYTHONUNBUFFERED"] = "1"
     # Tutorial: MKL_SERVICE_FORCE_INTEL / MKL_THREADING_LAYER avoid an MKL/libgomp clash.
     env.setdefault("MKL_SERVICE_FORCE_INTEL", "1")

@@ -38,6 +38,12 @@ def register(sub, parent) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the model folder brings (auto_map, *.py); asked once per "
+        "version of that code",
+    )
     p.set_defaults(func=handle)
 
 
@@ -84,6 +90,9 @@ def handle(args: argparse.Namespace) -> int:
     check_generation(args)
     ws = workspace_of(args)
     model = ws.path(args.model) if args.model else default_model(ws)
+    from engine.trust import require_trusted
+
+    require_trusted(ws, model, consent=args.trust_remote_code)
     adapter = ws.path(args.adapter) if args.adapter else None
     template = args.template
     if template and template.endswith(".py"):

@@ -67,6 +67,12 @@ def register(sub, parent) -> None:
     p.add_argument(
         "--out", default=None, metavar="PATH", help="where to write (default <base>_copy.py)"
     )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the model folder brings (auto_map, *.py); asked once per "
+        "version of that code",
+    )
     p.add_argument("--diff", action="store_true", help="also print the diff against the built-in")
     p.add_argument("--dry-run", action="store_true", help="print the diff only, write nothing")
     p.add_argument(
@@ -141,9 +147,12 @@ def render(args: argparse.Namespace) -> int:
         write_config,
     )
     from engine.selection import ensure_model, record_model
+    from engine.trust import require_trusted
 
     ws = workspace_of(args)
     choice = _model_choice(args, ws)
+    if not choice.is_demo and not args.trust_remote_code:
+        require_trusted(ws, choice.path)
     data = _data_path(args, ws)
     ws.ensure()
     model = ensure_model(ws, choice)
@@ -159,6 +168,8 @@ def render(args: argparse.Namespace) -> int:
         sys.stdout.write(diff_text(rendered))
     if args.dry_run:
         return 0
+    if args.trust_remote_code:
+        require_trusted(ws, model, consent=True)
     path = write_config(ws, rendered, args.out, force=args.force)
     ws.set_choice("profile", rendered.profile)
     if args.model:

@@ -89,6 +89,11 @@ def register(sub, parent) -> None:
         help="count tokens with this model's tokenizer (default: characters)",
     )
     val.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the --model folder's tokenizer brings",
+    )
+    val.add_argument(
         "--max-length",
         type=int,
         default=2048,
@@ -177,6 +182,10 @@ def validate(args: argparse.Namespace) -> int:
             f"{args.max_length} is not a length", where="--max-length", fix="pass e.g. 2048"
         )
     model = _model_dir(ws, args.model)
+    if model is not None:
+        from engine.trust import require_trusted
+
+        require_trusted(ws, model, consent=args.trust_remote_code)
     path = _resolve(ws, args.path)
     report = validate_file(path)
     if not report.ok:

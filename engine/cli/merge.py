@@ -34,6 +34,18 @@ def register(sub, parent) -> None:
     p.add_argument(
         "--device", choices=("cpu", "cuda"), help="where to merge (default: cuda if any)"
     )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the model folder brings (auto_map, *.py); asked once per "
+        "version of that code",
+    )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a --checkpoint from outside this workspace's runs (loading a checkpoint "
+        "runs the Python its pickle holds)",
+    )
     p.set_defaults(func=handle)
 
 
@@ -66,6 +78,8 @@ def handle(args: argparse.Namespace) -> int:
             out=args.out,
             device=args.device,
             keep=args.keep,
+            trust_remote_code=args.trust_remote_code,
+            trust_checkpoint=args.trust_checkpoint,
             progress=progress,
         )
     except MergeFailed as exc:

@@ -15,6 +15,12 @@ def register(sub, parent):
     p.add_argument(
         "--model", default=None, metavar="PATH|demo", help="the model folder (default: demo)"
     )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the model folder brings (auto_map, *.py); asked once per "
+        "version of that code",
+    )
     p.add_argument("--profile", default="auto", help="config profile: auto|tutorial|qlora|lora|cpu")
     p.add_argument("--style", choices=("varied", "tutorial"), default=None, help="dataset style")
     p.add_argument("--n", type=int, default=None, help="dataset size (see `data generate`)")
@@ -38,6 +44,7 @@ def _run_all(args) -> int:
         n=args.n,
         max_iters=args.max_iters,
         force=args.force,
+        trust_remote_code=args.trust_remote_code,
         say=lambda line: print(line, flush=True),
     )
     return 0
