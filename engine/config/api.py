@@ -89,15 +89,22 @@ class RenderedConfig:
 def estimate_for(rendered: RenderedConfig, data_path: str | Path | None) -> RunEstimate | None:
     """Memory per GPU, iterations and time of the rendered config (None: model size unknown).
 
-    The dataset's tokens are counted without a tokenizer (fast, approximate).
+    Every profile but ``cpu`` runs on the GPUs here, so their speed is used (the ``tutorial``
+    profile renders without looking at the hardware: it is looked up here). The dataset's
+    tokens are counted with the model's tokenizer files when they are there
+    (:func:`token_counter`), else approximated from the characters.
     """
     if rendered.size is None:
         return None
     s = rendered.settings
-    hw = rendered.hardware or Hardware()
+    hw = rendered.hardware
+    if hw is None:
+        hw = detect_hardware() if rendered.profile != "cpu" else Hardware()
     gpu = hw.pairs()[0] if hw.gpus and rendered.profile != "cpu" else None
     data = Path(data_path) if data_path else None
-    dataset = dataset_size(data) if data is not None and data.is_file() else None
+    model = s.get("pretrained_model_name_or_path")
+    tokenizer_dir = Path(model) if isinstance(model, str) and Path(model).is_dir() else None
+    dataset = dataset_size(data, tokenizer_dir) if data is not None and data.is_file() else None
     epochs = s.get("max_epochs")
     max_iters = s.get("max_iters")
     return estimate_run(

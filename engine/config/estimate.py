@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -311,20 +312,40 @@ def dataset_size(path: str | Path, tokenizer_dir: str | Path | None = None) -> D
     return DatasetSize(records=len(data), tokens=count + TEMPLATE_TOKENS * turns, exact=exact)
 
 
-def _count_with_tokenizer(pieces: list[str], tokenizer_dir: str | Path) -> int | None:
-    try:
-        from transformers import AutoTokenizer  # lazy: seconds to import
+def token_counter(tokenizer_dir: str | Path) -> Callable[[list[str]], list[int]] | None:
+    """Token counts with the model's own tokenizer files, read by the ``tokenizers`` or
+    ``sentencepiece`` library (lazy imports, milliseconds; no transformers, no model code
+    run). None when the folder has neither tokenizer.json nor tokenizer.model."""
+    folder = Path(tokenizer_dir)
+    if (folder / "tokenizer.json").is_file():
+        try:
+            from tokenizers import Tokenizer
 
-        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), trust_remote_code=True)
-    except Exception:  # noqa: BLE001 - any failure falls back to the approximation
+            tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            return lambda texts: [
+                len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)
+            ]
+        except Exception:  # noqa: BLE001 - an unreadable file falls back to the approximation
+            pass
+    if (folder / "tokenizer.model").is_file():
+        try:
+            import sentencepiece
+
+            proc = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+            return lambda texts: [len(ids) for ids in proc.encode(texts)]
+        except Exception:  # noqa: BLE001
+            pass
+    return None
+
+
+def _count_with_tokenizer(pieces: list[str], tokenizer_dir: str | Path) -> int | None:
+    count = token_counter(tokenizer_dir)
+    if count is None:
         return None
-    counts: dict[str, int] = {}
-    total = 0
-    for p in pieces:  # datasets like the tutorial's repeat a few texts thousands of times
-        if p not in counts:
-            counts[p] = len(tok(p, add_special_tokens=False)["input_ids"])
-        total += counts[p]
-    return total
+    # datasets like the tutorial's repeat a few texts thousands of times: count each once
+    unique = list(dict.fromkeys(pieces))
+    per_text = dict(zip(unique, count(unique), strict=True))
+    return sum(per_text[p] for p in pieces)
 
 
 def iterations_per_epoch(
