@@ -298,6 +298,35 @@ def remove_stale_builds(target: Path, *, older_than: float = STALE_BUILD_S) -> l
     return removed
 
 
+# Everything a demo build writes (transformers versions differ a little in the tokenizer files).
+DEMO_FILES = {
+    MARKER,
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    *REMOTE_CODE_FILES,
+}
+
+
+def _only_demo_files(folder: Path) -> bool:
+    """Only files a demo build writes, and config.json (if there) has the demo's sizes."""
+    names = {p.name for p in folder.iterdir()}
+    if not names or not names <= DEMO_FILES or any((folder / n).is_dir() for n in names):
+        return False
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(cfg, dict) and all(cfg.get(k) == v for k, v in MODEL_DIMS.items())
+
+
 def check_demo_target(target: Path) -> None:
     """Refuse to build over anything the wizard did not make: a link, a file, or a folder
     without the demo marker that is not empty (the user's). Our own older builds (marker of
@@ -319,6 +348,8 @@ def check_demo_target(target: Path) -> None:
         )
     if (target / MARKER).is_file():
         return
+    if _only_demo_files(target):
+        return  # a build of ours cut short before its marker: rebuilt
     if any(target.iterdir()):
         raise WizardError(
             "holds files the wizard did not write (no demo-model.json); not replacing them",

@@ -168,7 +168,7 @@ def _model_dir(ws, model: str | None) -> Path | None:
         return ws.demo_model_dir
     from engine.selection import model_choice
 
-    return model_choice(ws, model).path
+    return model_choice(ws, model, check=False).path  # a tokenizer folder is enough here
 
 
 def validate(args: argparse.Namespace) -> int:
