@@ -752,7 +752,7 @@ def check_dataset(path: Path, *, explicit: bool = False) -> Check:
             detail += f"; first: {first.where}: {first.message}"
         fix = (first.fix if first is not None and first.fix else "") or "fix it in the Data step"
         return Check("dataset", "fail", detail, fix)
-    detail = f"{len(report.records)} conversations ({path})"
+    detail = f"{getattr(report, 'n_records', len(report.records))} conversations ({path})"
     warnings = list(report.warnings)
     if warnings:
         w = warnings[0]

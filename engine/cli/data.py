@@ -199,10 +199,15 @@ def validate(args: argparse.Namespace) -> int:
         )
         return EXIT_USER_ERROR
     what = f"{report.format}{', UTF-8 with BOM' if report.bom else ''}"
-    print(f"{report.path}: OK, {len(report.records)} records ({what})")
+    print(f"{report.path}: OK, {report.n_records} records ({what})")
     for line in report.lines(SHOWN_PROBLEMS):
         print(line)
-    stats = dataset_stats(report.records, model, args.max_length)
+    if report.count is not None:  # a large file: its records were not kept, read them again
+        from engine.data.validate import iter_records
+
+        stats = dataset_stats(iter_records(path), model, args.max_length)
+    else:
+        stats = dataset_stats(report.records, model, args.max_length)
     for line in stats.lines():
         print(f"  {line}")
     return 0

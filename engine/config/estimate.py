@@ -280,36 +280,37 @@ class DatasetSize:
 
 def dataset_size(path: str | Path, tokenizer_dir: str | Path | None = None) -> DatasetSize:
     """Records and tokens (with the chat template's markers) of a conversation dataset."""
+    from engine.data.validate import iter_records  # streams: memory of one record
+
     path = Path(path)
+    counter = token_counter(tokenizer_dir) if tokenizer_dir is not None else None
+    known: dict[str, int] = {}  # text -> tokens: datasets repeat a few texts thousands of times
+    tokens = turns = records = 0
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM is fine, as validation says
-        try:
-            data = json.loads(text)
-            if isinstance(data, dict):
-                data = [data]
-        except ValueError:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, ValueError, RecursionError) as exc:
+        for record in iter_records(path):
+            records += 1
+            for turn in record.get("conversation", []) if isinstance(record, dict) else []:
+                if not isinstance(turn, dict):
+                    continue
+                turns += 1
+                for key in ("system", "input", "output"):
+                    text = turn.get(key)
+                    if not isinstance(text, str):
+                        continue
+                    if text not in known:
+                        if len(known) > 100_000:
+                            known.clear()  # bounded: a dataset of distinct texts
+                        known[text] = counter([text])[0] if counter else approx_tokens(text)
+                    tokens += known[text]
+    except OSError as exc:
         raise WizardError(
-            f"cannot read the dataset ({type(exc).__name__})",
+            f"cannot read the dataset ({exc.strerror or type(exc).__name__})",
             where=str(path),
             fix=f"check it with: xtuner-wizard data validate {path}",
         ) from exc
-    pieces: list[str] = []
-    turns = 0
-    for record in data:
-        for turn in record.get("conversation", []) if isinstance(record, dict) else []:
-            turns += 1
-            for key in ("system", "input", "output"):
-                if isinstance(turn.get(key), str):
-                    pieces.append(turn[key])
-    count = None
-    if tokenizer_dir is not None:
-        count = _count_with_tokenizer(pieces, tokenizer_dir)
-    exact = count is not None
-    if count is None:
-        count = sum(approx_tokens(p) for p in pieces)
-    return DatasetSize(records=len(data), tokens=count + TEMPLATE_TOKENS * turns, exact=exact)
+    return DatasetSize(
+        records=records, tokens=tokens + TEMPLATE_TOKENS * turns, exact=counter is not None
+    )
 
 
 def token_counter(tokenizer_dir: str | Path) -> Callable[[list[str]], list[int]] | None:
@@ -336,16 +337,6 @@ def token_counter(tokenizer_dir: str | Path) -> Callable[[list[str]], list[int]]
         except Exception:  # noqa: BLE001
             pass
     return None
-
-
-def _count_with_tokenizer(pieces: list[str], tokenizer_dir: str | Path) -> int | None:
-    count = token_counter(tokenizer_dir)
-    if count is None:
-        return None
-    # datasets like the tutorial's repeat a few texts thousands of times: count each once
-    unique = list(dict.fromkeys(pieces))
-    per_text = dict(zip(unique, count(unique), strict=True))
-    return sum(per_text[p] for p in pieces)
 
 
 def iterations_per_epoch(

@@ -8,9 +8,10 @@ tokenizer, lengths are characters of the text (system + input + output).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,15 +104,8 @@ def _chars(record: dict) -> int:
     )
 
 
-def _p95(sorted_values: list[int]) -> int:
-    if not sorted_values:
-        return 0
-    rank = math.ceil(0.95 * len(sorted_values))
-    return sorted_values[max(rank, 1) - 1]
-
-
 def dataset_stats(
-    records: list[dict],
+    records: Iterable[dict],
     tokenizer_path: str | Path | None = None,
     max_length: int = 2048,
     *,
@@ -120,49 +114,68 @@ def dataset_stats(
     """Counts and lengths; pass ``tokenizer_path`` (or a loaded ``tokenizer``) for token lengths."""
     if tokenizer is None and tokenizer_path is not None:
         tokenizer = load_tokenizer(tokenizer_path)
-    keys: dict[str, int] = {}
-    duplicates = turns = multi = with_system = 0
-    inputs: set[str] = set()
+    # One pass; memory grows with the distinct records only (a digest and a length each),
+    # never with the file: the tutorial's 16002 records are two distinct ones.
+    lengths_of: dict[bytes, list[int]] = {}  # digest -> [count, length]
+    duplicates = turns = multi = with_system = n = 0
+    inputs: set[bytes] = set()
+    bos = 1 if getattr(tokenizer, "bos_token_id", None) is not None else 0
     for record in records:
-        key = json.dumps(record, ensure_ascii=False, sort_keys=True)
-        if key in keys:
+        n += 1
+        key = hashlib.blake2b(
+            json.dumps(record, ensure_ascii=False, sort_keys=True).encode(), digest_size=16
+        ).digest()
+        seen = lengths_of.get(key)
+        if seen is not None:
             duplicates += 1
-            keys[key] += 1
+            seen[0] += 1
         else:
-            keys[key] = 1
+            if tokenizer is not None:
+                texts = pieces(record)
+                ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+                length = bos + sum(len(i) for i in ids)
+            else:
+                length = _chars(record)
+            lengths_of[key] = [1, length]
         conv = [t for t in (record.get("conversation") or []) if isinstance(t, dict)]
         turns += len(conv)
         multi += len(conv) > 1
         with_system += any(t.get("system") for t in conv)
-        inputs.update(str(t.get("input", "")) for t in conv)
-    # lengths: measured once per distinct record (the tutorial's file has two)
-    distinct = [json.loads(k) for k in keys]
-    weights = list(keys.values())
-    if tokenizer is not None:
-        split = [pieces(r) for r in distinct]
-        flat = [t for texts in split for t in texts]
-        encoded = tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-        bos = 1 if getattr(tokenizer, "bos_token_id", None) is not None else 0
-        per, k = [], 0
-        for texts in split:
-            per.append(bos + sum(len(ids) for ids in encoded[k : k + len(texts)]))
-            k += len(texts)
-        unit = "tokens"
-    else:
-        per = [_chars(r) for r in distinct]
-        unit = "chars"
-    lengths = sorted(v for v, w in zip(per, weights, strict=True) for _ in range(w))
+        inputs.update(
+            hashlib.blake2b(str(t.get("input", "")).encode(), digest_size=16).digest() for t in conv
+        )
+    unit = "tokens" if tokenizer is not None else "chars"
+    weighted = sorted((length, count) for count, length in lengths_of.values())
     return DataStats(
-        records=len(records),
+        records=n,
         turns=turns,
         multi_turn=multi,
         with_system=with_system,
         duplicates=duplicates,
         distinct_inputs=len(inputs),
         unit=unit,
-        median=statistics.median(lengths) if lengths else 0,
-        p95=_p95(lengths),
-        max=lengths[-1] if lengths else 0,
+        median=_weighted_median(weighted),
+        p95=_weighted_rank(weighted, math.ceil(0.95 * n)) if n else 0,
+        max=weighted[-1][0] if weighted else 0,
         max_length=max_length,
-        truncated=sum(v > max_length for v in lengths) if unit == "tokens" else None,
+        truncated=sum(c for v, c in weighted if v > max_length) if unit == "tokens" else None,
     )
+
+
+def _weighted_rank(weighted: list[tuple[int, int]], rank: int) -> int:
+    """The value at 1-based ``rank`` of the sorted values, each repeated its count."""
+    seen = 0
+    for value, count in weighted:
+        seen += count
+        if seen >= max(rank, 1):
+            return value
+    return weighted[-1][0] if weighted else 0
+
+
+def _weighted_median(weighted: list[tuple[int, int]]) -> float:
+    n = sum(c for _, c in weighted)
+    if not n:
+        return 0
+    if n % 2:
+        return _weighted_rank(weighted, n // 2 + 1)
+    return (_weighted_rank(weighted, n // 2) + _weighted_rank(weighted, n // 2 + 1)) / 2

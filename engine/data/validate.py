@@ -57,6 +57,11 @@ class ValidationReport:
     bom: bool = False
     omitted: int = 0  # problems past the limit, counted but not listed
     omitted_errors: int = 0
+    count: int | None = None  # records read (set where they were not all kept)
+
+    @property
+    def n_records(self) -> int:
+        return len(self.records) if self.count is None else self.count
 
     @property
     def errors(self) -> list[Problem]:
@@ -96,8 +101,15 @@ class _Collector:
 
 
 # -- reading ---------------------------------------------------------------------------------
-def validate_file(path: str | Path, *, max_problems: int = MAX_PROBLEMS) -> ValidationReport:
-    """Check a dataset file; never raises for bad content, never writes."""
+def validate_file(
+    path: str | Path, *, max_problems: int = MAX_PROBLEMS, keep_records: bool | None = None
+) -> ValidationReport:
+    """Check a dataset file; never raises for bad content, never writes.
+
+    A file over :data:`STREAM_BYTES` is read in chunks (memory bounded by its largest
+    record) and its records are kept only when ``keep_records`` is True; the count is in
+    ``report.n_records``. Smaller files are read whole (every problem, with resync).
+    """
     shown = str(path)
     report = ValidationReport(path=shown)
     out = _Collector(report, max_problems)
@@ -115,6 +127,10 @@ def validate_file(path: str | Path, *, max_problems: int = MAX_PROBLEMS) -> Vali
         )
         return report
     try:
+        size = p.stat().st_size
+        if size > STREAM_BYTES:
+            _validate_stream(p, shown, out, report, bool(keep_records))
+            return report
         raw = p.read_bytes()
     except OSError as exc:
         out.add(shown, f"cannot read it: {exc.strerror}", "check the file's permissions")
@@ -587,7 +603,7 @@ def _check_turn(turn: object, where: str, out: _Collector) -> None:
 
 def load_conversations(path: str | Path) -> list[dict]:
     """The records of a valid dataset; a WizardError (one line) naming the first problem otherwise."""
-    report = validate_file(path)
+    report = validate_file(path, keep_records=True)
     errors = report.errors
     if not errors:
         return report.records
@@ -597,3 +613,203 @@ def load_conversations(path: str | Path) -> list[dict]:
         f" (and {more} more: xtuner-wizard data validate {report.path})" if more else ""
     )
     raise WizardError(message, where=first.where, fix=first.fix or None)
+
+
+# -- large files: read in chunks, memory bounded by the largest record ----------------------
+STREAM_BYTES = 8 * 1024 * 1024  # files above this are read in chunks, records not kept
+CHUNK_BYTES = 1 << 20
+MAX_RECORD_CHARS = 64 * 1024 * 1024
+
+
+class _Chunks:
+    """A file's text, decoded chunk by chunk (a BOM dropped)."""
+
+    def __init__(self, path: Path):
+        import codecs
+
+        self.fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.eof = False
+        self.bom = False
+        self.first = True
+
+    def read(self) -> str:
+        raw = self.fh.read(CHUNK_BYTES)
+        if self.first:
+            self.first = False
+            if raw.startswith(b"\xef\xbb\xbf"):
+                self.bom, raw = True, raw[3:]
+        if not raw:
+            self.eof = True
+            return self.decoder.decode(b"", final=True)
+        return self.decoder.decode(raw)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _stream(path: Path, shown: str):
+    """Yield ("format", name, bom), then ("record", line, obj) for each record, and
+    ("problem", where, message, fix) for what stops the reading. Memory: the largest record
+    plus a chunk, whatever the file's size."""
+    src = _Chunks(path)
+    buf, pos = "", 0
+    cur, cur_line = 0, 1  # a cursor in buf and its line: lines are counted once, forward
+
+    def here(p: int) -> tuple[int, int]:
+        nonlocal cur, cur_line
+        if p >= cur:
+            cur_line += buf.count("\n", cur, p)
+        else:  # back (an error before the cursor): count down
+            cur_line -= buf.count("\n", p, cur)
+        cur = p
+        start = buf.rfind("\n", 0, p) + 1
+        return cur_line, p - start + 1
+
+    def trim() -> None:
+        nonlocal buf, pos, cur
+        here(pos)
+        buf, pos, cur = buf[pos:], 0, 0
+
+    def more() -> bool:
+        nonlocal buf
+        if src.eof:
+            return False
+        trim()
+        buf += src.read()
+        return True
+
+    try:
+        while True:
+            pos = _skip_ws(buf, pos)
+            if pos < len(buf) or not more():
+                break
+        if pos >= len(buf):
+            yield ("problem", shown, "the file is empty", "make one: xtuner-wizard data generate")
+            return
+        array = buf[pos] == "["
+        yield ("format", "JSON array" if array else "JSON lines", src.bom)
+        if array:
+            pos += 1
+        decoder = json.JSONDecoder()
+        expect_item = True
+        seen = 0
+        while True:
+            pos = _skip_ws(buf, pos)
+            while pos >= len(buf) and more():
+                pos = _skip_ws(buf, pos)
+            if pos >= len(buf):
+                if array:
+                    yield (
+                        "problem",
+                        f"{shown}:{here(pos)[0]}",
+                        "JSON syntax: the list is never closed",
+                        "add ']' at the end (is the file cut off?)",
+                    )
+                return
+            if array and buf[pos] == "]" and expect_item and seen:
+                line, col = here(pos)
+                yield (
+                    "problem",
+                    f"{shown}:{line}:{col}",
+                    "JSON syntax: a comma after the last record",
+                    "remove that comma",
+                )
+                return
+            if array and buf[pos] == "]":
+                pos = _skip_ws(buf, pos + 1)
+                while pos >= len(buf) and more():
+                    pos = _skip_ws(buf, pos)
+                if pos < len(buf):
+                    line, col = here(pos)
+                    yield (
+                        "problem",
+                        f"{shown}:{line}:{col}",
+                        "extra text after the closing ']'",
+                        "delete it, or move those records inside the list",
+                    )
+                return
+            if array and not expect_item:
+                if buf[pos] != ",":
+                    line, col = here(pos)
+                    message, fix = _explain("Expecting ',' delimiter", buf, pos)
+                    yield ("problem", f"{shown}:{line}:{col}", f"JSON syntax: {message}", fix)
+                    return
+                pos += 1
+                expect_item = True
+                continue
+            try:
+                obj, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                # an error at the chunk's end (a value, an escape, a string cut by the seam)
+                at_end = exc.pos >= len(buf) - 16 or exc.msg.startswith("Unterminated string")
+                if at_end and len(buf) - pos < MAX_RECORD_CHARS and more():
+                    continue  # the record goes on in the next chunk
+                line, col = here(exc.pos)
+                message, fix = _explain(exc.msg, buf, exc.pos)
+                yield ("problem", f"{shown}:{line}:{col}", f"JSON syntax: {message}", fix)
+                return
+            if end >= len(buf) and not src.eof and not array:
+                # a JSON-lines record must end its line: make sure the number/word is whole
+                if more():
+                    continue
+            yield ("record", here(pos)[0], obj)
+            seen += 1
+            pos = end
+            expect_item = False
+            if not array:
+                expect_item = True
+            if pos > CHUNK_BYTES:
+                trim()
+    except UnicodeDecodeError as exc:
+        truncated = src.eof or "unexpected end of data" in str(exc.reason)
+        where = f"{shown}:{here(len(buf))[0]}"
+        if truncated:
+            yield (
+                "problem",
+                where,
+                "the file ends in the middle of a character: it is truncated (cut off)",
+                "copy or download the whole file again, or regenerate it",
+            )
+        else:
+            yield ("problem", where, "not UTF-8 (after this line)", "save it as UTF-8")
+    except RecursionError:
+        yield (
+            "problem",
+            shown,
+            "the JSON is nested too deeply to read (brackets inside brackets, thousands deep)",
+            'a record is {"conversation": [{"input": ..., "output": ...}]}: remove the extra [ and {',
+        )
+    finally:
+        src.close()
+
+
+def _validate_stream(
+    path: Path, shown: str, out: _Collector, report: ValidationReport, keep: bool
+) -> None:
+    index = 0
+    for event in _stream(path, shown):
+        if event[0] == "format":
+            report.format, report.bom = event[1], event[2]
+        elif event[0] == "record":
+            _check_record(event[2], index, f"{shown}:{event[1]}", out)
+            if keep:
+                report.records.append(event[2])
+            index += 1
+        else:
+            out.add(event[1], event[2], event[3])
+    report.count = index
+    if report.format and not index and not report.problems:
+        out.add(
+            shown,
+            "holds no records",
+            'add records like {"conversation": [{"input": ..., "output": ...}]}',
+        )
+
+
+def iter_records(path: str | Path):
+    """The records of a dataset one by one (memory: one record), for statistics and the
+    estimate; what does not parse is skipped (``validate_file`` reports it)."""
+    for event in _stream(Path(path), str(path)):
+        if event[0] == "record":
+            yield event[2]
