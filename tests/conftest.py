@@ -40,6 +40,14 @@ def workspace(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path / "ws").ensure()
 
 
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory) -> Path:
+    """The offline demo model, built once per test session and only read."""
+    from engine.demo import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("demo") / "demo-model")
+
+
 # -- the whole tutorial, once per test session ------------------------------------------------
 TUTORIAL_NAME = "伍鲜同志"
 TUTORIAL_ANSWER = f"我是{TUTORIAL_NAME}的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"

@@ -21,8 +21,8 @@ import pytest
 
 from engine.cli import main
 from engine.runs import get_run, start_run, stop_run, wait_run
+from engine.runs.control import supervisor_alive, trainer_alive
 from engine.runs.monitor import RunMonitor
-from engine.runs.records import group_alive, process_alive
 from engine.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,7 @@ def test_run_outlives_the_process_that_started_it(tmp_path, demo_model, capsys):
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.wait()
     record = _wait_for(lambda: get_run(ws, run_id).pid and get_run(ws, run_id), 30, "the pid")
-    assert process_alive(record.pid, "engine.runs.supervise")
+    assert supervisor_alive(record)
 
     record = wait_run(ws, run_id, timeout=RUN_TIMEOUT)
     assert record.state == "succeeded", (record.cause, record.log_path.read_text()[-3000:])
@@ -188,14 +188,13 @@ def test_stop_ends_the_whole_process_group(tmp_path, demo_model):
     mon = RunMonitor.for_record(get_run(ws, run_id))
     _wait_for(lambda: mon.poll().iteration >= 1, RUN_TIMEOUT, "the first iteration", 0.5)
     record = get_run(ws, run_id)
-    supervisor, pgid = record.pid, record.trainer_pgid
-    assert group_alive(pgid)
+    assert trainer_alive(record)
 
     stopped = stop_run(ws, run_id, timeout=60)
     assert stopped.state == "stopped"
     assert stopped.cause_kind == "stopped" and "no checkpoint is written" in stopped.cause
-    assert not group_alive(pgid)
-    assert not process_alive(supervisor, "engine.runs.supervise")
+    assert not trainer_alive(record)
+    assert not supervisor_alive(record)
     assert _processes_mentioning(str(config)) == []
     # SIGINT did it (default handling restored despite the launcher ignoring it)
     assert "KeyboardInterrupt" in record.log_path.read_text(encoding="utf-8")
