@@ -18,7 +18,13 @@ import pytest
 from test_config_tui import make_workspace, settle
 from test_distributed import CPU_DDP_FOOTER, CPU_DDP_HEADER, ZERO2_FILES, _folder
 from test_runs_records import _record
-from test_runs_slow import _processes_mentioning, _wait_for, _workspace, demo_model  # noqa: F401
+from test_runs_slow import (  # noqa: F401
+    _processes_mentioning,
+    _wait_for,
+    _workspace,
+    demo_model,
+    pause_after,
+)
 from train_support import write_checkpoint
 
 from engine.cli import main as cli_main
@@ -249,6 +255,7 @@ async def test_config_pane_launch_choices(tmp_path, monkeypatch):
 
 # -- a real 2-process training run through start_run, stopped (slow) ------------------------------
 @pytest.mark.slow
+@pytest.mark.long  # the one real stop of `make test` is test_runs_slow's one-process run
 def test_two_process_run_stops_with_nothing_left(tmp_path, demo_model):  # noqa: F811
     ws, config = _two_process_workspace(tmp_path, demo_model, max_iters=400, save_steps=400)
     record = start_run(ws, config, plan=LaunchPlan(2), gpus_found=2)
@@ -285,17 +292,22 @@ def _two_process_workspace(tmp_path: Path, model: Path, **kw):
 
 
 @pytest.mark.slow
-def test_two_process_run_killed_then_resumed_on_two_processes(tmp_path, demo_model):  # noqa: F811
+def test_two_process_run_killed_then_resumed_on_two_processes(
+    tmp_path,
+    demo_model,  # noqa: F811
+    monkeypatch,
+):
     ws, config = _two_process_workspace(tmp_path, demo_model, max_iters=4, save_steps=2)
+    pause_after(config, 2, monkeypatch)  # both ranks hold after iter_2.pth is written
     first = start_run(ws, config, plan=LaunchPlan(2), gpus_found=2)
     work = Path(first.work_dir)
 
     def saved() -> bool:
         assert get_run(ws, first.id).active, first.log_path.read_text(encoding="utf-8")[-3000:]
-        marker = work / "last_checkpoint"
-        return marker.exists() and marker.read_text().strip().endswith("iter_2.pth")
+        return (work / "pause.held.2").exists()
 
     _wait_for(saved, 600, "the first checkpoint", 0.1)
+    assert (work / "last_checkpoint").read_text().strip().endswith("iter_2.pth")
     record = get_run(ws, first.id)
     workers = _workers(record)
     os.kill(record.trainer_pid, signal.SIGKILL)  # torchrun only: the supervisor ends the rest

@@ -40,16 +40,19 @@ def wait_for(predicate, what: str, timeout: float = DEADLINE, every: float = 0.0
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def replay_argv(plan):
+    """In place of ``engine.distributed.train_env_and_argv``: the replay trainer's argv."""
+    from engine.distributed import _train_tail
+
+    return {}, [sys.executable, str(REPLAY), *_train_tail(plan)]
+
+
 @pytest.fixture
 def replay(monkeypatch):
     """Runs started in this process train with the replay of a recorded real run."""
-    from engine.distributed import _train_tail
     from engine.runs import launch
 
-    def argv(plan):
-        return {}, [sys.executable, str(REPLAY), *_train_tail(plan)]
-
-    monkeypatch.setattr(launch, "train_env_and_argv", argv)
+    monkeypatch.setattr(launch, "train_env_and_argv", replay_argv)
     return monkeypatch
 
 
