@@ -102,8 +102,9 @@ def test_merge_refuses_a_checkpoint_from_anywhere(workspace, tmp_path, capsys):
     model = fake_model(tmp_path / "m")
     cfg = tmp_path / "cfg.py"
     shutil.copyfile(TUTORIAL_CFG, cfg)
-    stranger = tmp_path / "any.pth"
-    stranger.write_bytes(b"\0" * 64)
+    from train_support import write_checkpoint
+
+    stranger = write_checkpoint(tmp_path / "any.pth")
     rc = main(["-w", str(workspace.root), "merge", "--checkpoint", str(stranger), "--config",
                str(cfg), "--base", str(model)])  # fmt: skip
     err = capsys.readouterr().err
