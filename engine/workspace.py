@@ -33,17 +33,17 @@ WRITE_FIXES = {
     errno.ENOSPC: ("the disk is full", "free some space on this disk, or pick another --workspace"),
     errno.EDQUOT: ("the disk quota is used up", "free some space, or pick another --workspace"),
     errno.EROFS: ("the folder is on a read-only file system", "pick a writable --workspace"),
-    errno.EACCES: ("no permission to write here", "pick a folder you can write to (--workspace)"),
-    errno.EPERM: ("no permission to write here", "pick a folder you can write to (--workspace)"),
+    errno.EACCES: ("permission denied", "check its permissions, or pick another folder"),
+    errno.EPERM: ("permission denied", "check its permissions, or pick another folder"),
 }
 
 
-def write_error(exc: OSError, path: Path | str) -> OSError:
+def write_error(exc: OSError, path: Path | str, *, writing: bool = True) -> OSError:
     """``exc`` as a one-line :class:`WriteFailed` when the user can fix it, else ``exc``."""
     if isinstance(exc, WizardError) or exc.errno not in WRITE_FIXES:
         return exc
     what, fix = WRITE_FIXES[exc.errno]
-    err = WriteFailed(f"cannot write: {what}", where=str(path), fix=fix)
+    err = WriteFailed(f"cannot write: {what}" if writing else what, where=str(path), fix=fix)
     err.errno = exc.errno
     return err
 

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
         if exc.errno not in WRITE_FIXES:
             raise
-        print(f"error: {write_error(exc, exc.filename or '.')}", file=sys.stderr)
+        where = exc.filename or "."
+        print(f"error: {write_error(exc, where, writing=False)}", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
         sys.stdout.flush()
