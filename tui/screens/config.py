@@ -397,7 +397,9 @@ class ConfigPane(StepPane):
         model = self.workspace.load_state().choices.get("model")
         if not model:
             return None
-        return self.workspace.demo_model_dir if model == "demo" else self.workspace.path(str(model))
+        from engine.demo import choice_dir
+
+        return choice_dir(self.workspace, model) or self.workspace.path(str(model))
 
     def _start_render(self) -> None:
         self._timer = None
