@@ -165,13 +165,13 @@ def _data_path(args: argparse.Namespace, ws) -> Path:
 
 def render(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
-    from engine.demo import demo_arch
     from engine.config import (
         diff_text,
         estimate_for,
         render_config,
         write_config,
     )
+    from engine.demo import demo_arch
 
     ws = workspace_of(args).ensure()
     model = _model_dir(args, ws)

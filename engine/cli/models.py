@@ -175,7 +175,7 @@ def _follow(ws, job, *, detach: bool):
 def link_model(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.download import link_into_workspace
-    from engine.models import discover, describe_model
+    from engine.models import describe_model, discover
 
     ws = workspace_of(args).ensure()
     given = Path(str(args.model)).expanduser()
