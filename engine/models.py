@@ -142,6 +142,17 @@ class ModelEntry:
         return data
 
 
+def format_params(n: int | None, estimated: bool = False) -> str:
+    if n is None:
+        return "?"
+    mark = "~" if estimated else ""
+    if n >= 1e9:
+        return f"{mark}{n / 1e9:.2f}B"
+    if n >= 1e5:
+        return f"{mark}{n / 1e6:.1f}M"
+    return f"{mark}{n / 1e3:.1f}K"
+
+
 # --- reading one folder ----------------------------------------------------------------------
 def read_safetensors_header(path: Path) -> dict[str, Any]:
     """The JSON header of a ``.safetensors`` file (tensor name -> dtype, shape, offsets)."""

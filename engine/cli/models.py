@@ -58,21 +58,10 @@ def register(sub, parent) -> None:
     ln.set_defaults(func=link_model)
 
 
-def format_params(n: int | None, estimated: bool = False) -> str:
-    if n is None:
-        return "?"
-    mark = "~" if estimated else ""
-    if n >= 1e9:
-        return f"{mark}{n / 1e9:.2f}B"
-    if n >= 1e5:
-        return f"{mark}{n / 1e6:.1f}M"
-    return f"{mark}{n / 1e3:.1f}K"
-
-
 def list_models(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.envcheck import human_bytes
-    from engine.models import SearchRoots, discover
+    from engine.models import SearchRoots, discover, format_params
 
     ws = workspace_of(args)
     roots = SearchRoots.from_env()

@@ -273,22 +273,30 @@ def render_config(
     )
 
 
-def proposed_base_for(model_dir: str | Path) -> str:
-    """The built-in config proposed for a model folder: its family's (``model_type``) best fit
-    by size; the tutorial's when the folder has no readable config.json or xtuner has no config
-    for its family (``--base`` picks another)."""
-    from engine.config.builtin import proposed_base
+def fitting_configs_for(model_dir: str | Path) -> list[str]:
+    """The built-in configs that fit a model folder's family (``model_type``), best first (the
+    one written for the nearest size); empty when config.json is unreadable or the family has
+    none."""
+    from engine.config.builtin import configs_for_family
 
     try:
         cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-        family = cfg.get("model_type") if isinstance(cfg, dict) else None
     except (OSError, ValueError):
-        return TUTORIAL_BASE
+        return []
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+        return []
     try:
         params: float | None = size_from_hf_config(cfg).params
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
         params = None
-    return proposed_base(family if isinstance(family, str) else None, params)
+    return configs_for_family(cfg["model_type"], params)
+
+
+def proposed_base_for(model_dir: str | Path) -> str:
+    """The built-in config proposed for a model folder: its family's best fit; the tutorial's
+    when there is none (``--base`` picks another)."""
+    fits = fitting_configs_for(model_dir)
+    return fits[0] if fits else TUTORIAL_BASE
 
 
 def _default_size() -> ModelSize:

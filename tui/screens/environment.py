@@ -62,6 +62,7 @@ class EnvironmentPane(StepPane):
     BINDINGS = [
         Binding("r", "recheck", "Re-check"),
         Binding("b", "build_demo", "Build demo model"),
+        Binding("m", "pick_model", "Pick model"),
     ]
 
     DEFAULT_CSS = """
@@ -128,6 +129,17 @@ class EnvironmentPane(StepPane):
             fn(*args)
 
     # -- model choice ------------------------------------------------------------------
+    def action_pick_model(self) -> None:
+        """The model picker (tui/widgets/model_picker.py) over this step; a choice re-checks."""
+        from tui.widgets.model_picker import ModelPickerScreen
+
+        def chosen(path) -> None:
+            if path is not None:
+                self.workspace.set_choice("model", str(path))
+                self.start_checks()
+
+        self.app.push_screen(ModelPickerScreen(self.workspace), chosen)
+
     def uses_demo_model(self) -> bool:
         choice = self.workspace.load_state().choices.get("model")
         return choice in (None, "", "demo")
