@@ -321,6 +321,7 @@ class _Progress:
                 pass
 
     def __enter__(self) -> _Progress:
+        self._last = (time.monotonic(), self.job.bytes_done)  # the rate counts new bytes only
         self._thread = threading.Thread(target=self.run, daemon=True)
         self._thread.start()
         return self

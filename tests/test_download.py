@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -90,6 +91,7 @@ def test_a_link_dropped_half_way_resumes_and_the_model_lands_in_the_cache(
 
     # the tutorial's layout: linked into the workspace and chosen
     assert cli_main(["--workspace", str(workspace.root), "model", "link", str(snap)]) == 0
+    assert f"linked {REPO} -> {snap}" in capsys.readouterr().out
     link = workspace.root / "Shanghai_AI_Laboratory" / "internlm2-chat-1_8b"
     assert link.is_symlink() and link.resolve() == snap.resolve()
     assert workspace.load_state().choices["model"] == str(link)
@@ -115,6 +117,13 @@ def test_a_killed_worker_leaves_the_partial_file_and_the_next_get_resumes_it(
         "a chunk of the weights on disk",
     )
     assert job.state == "downloading" and job.bytes_total > job.bytes_done
+    # progress: bytes, rate and ETA, as `model get` and the picker show them
+    line = job.describe()
+    assert job.rate > 0 and job.eta is not None and job.eta > 0
+    assert re.fullmatch(
+        rf"{REPO}: 1\d\.\d MiB / 15\.\d MiB \(\d+%\), \d/\d files, [\d.]+ [KMG]iB/s, ETA \d+ s",
+        line,
+    ), line
     os.killpg(job.pid, signal.SIGKILL)  # the worker's session: as if the machine rebooted
     _wait(lambda: current_job(workspace, REPO).state == "failed", "the dead worker noticed")
     assert "resumes" in current_job(workspace, REPO).fix

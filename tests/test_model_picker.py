@@ -168,3 +168,49 @@ def test_model_picker_snapshot_80x24(snap_compare, workspace: Workspace, monkeyp
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=feed)
+
+
+async def test_a_download_from_the_picker_shows_progress_and_lists_the_model(
+    workspace: Workspace, tmp_path: Path, monkeypatch
+):
+    """`get ORG/NAME` in the picker: the detached worker fetches from a hub on 127.0.0.1, the
+    bar follows the job file, and the finished model is listed from the HF cache."""
+    from fake_hub import FakeHub
+    from textual.widgets import Input, ProgressBar
+
+    model = write_model(tmp_path / "src", QWEN2_CFG, {"w": ("BF16", [512, 512])}, extra=())
+    hub = FakeHub({"Qwen/Qwen1.5-0.5B-Chat": model})
+    monkeypatch.setenv("HF_ENDPOINT", hub.start())
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.setenv("XTUNER_WIZARD_SHARE_ROOTS", "")
+    seen: list[str] = []
+    orig = ModelPicker.show_job
+
+    def spy(self, job) -> None:
+        seen.append(job.state)
+        orig(self, job)
+
+    monkeypatch.setattr(ModelPicker, "show_job", spy)
+    app = WizardApp(workspace.root)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("tab", "m")
+            await _until(pilot, lambda: isinstance(app.screen, ModelPickerScreen), "the picker")
+            picker = app.screen.query_one(ModelPicker)
+            await _until(pilot, lambda: "No model folders" in _status(app), "an empty search")
+            app.screen.query_one("#mp-get", Input).focus()
+            await pilot.press(*"Qwen/Qwen1.5-0.5B-Chat", "enter")
+            await _until(pilot, lambda: "done" in seen, "the download", timeout=60)
+            bar = app.screen.query_one("#mp-progress", ProgressBar)
+            assert bar.total == bar.progress == sum(p.stat().st_size for p in model.iterdir())
+            assert _status(app).startswith("done: Qwen/Qwen1.5-0.5B-Chat -> ")
+            await _until(pilot, lambda: len(picker.entries) == 1, "the rescan")
+            assert picker.entries[0].source == "huggingface"
+            assert picker.entries[0].name == "Qwen/Qwen1.5-0.5B-Chat"
+    finally:
+        hub.stop()
+
+
+def _status(app) -> str:
+    return str(app.screen.query_one("#mp-status", Static).content)

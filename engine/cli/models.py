@@ -187,5 +187,6 @@ def link_model(args: argparse.Namespace) -> int:
     name = args.name or (entry.name if "/" in entry.name else f"models/{entry.name}")
     link = link_into_workspace(ws, entry.path, name)
     ws.set_choice("model", str(link))
-    print(f"linked {ws.rel(link)} -> {entry.path}; it is the workspace's model now")
+    shown = link.relative_to(ws.root)  # (ws.rel would follow the link)
+    print(f"linked {shown} -> {entry.path}; it is the workspace's model now")
     return 0

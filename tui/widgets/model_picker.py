@@ -184,7 +184,9 @@ class ModelPicker(Vertical):
         except WizardError as exc:
             self.set_status(f"✗ {exc}", "bold red")
             return
-        self.set_status(f"✓ linked {self.workspace.rel(link)} -> {entry.path}", "green")
+        self.set_status(
+            f"✓ linked {link.relative_to(self.workspace.root)} -> {entry.path}", "green"
+        )
         self.post_message(self.Chosen(link))
 
     # -- the download --------------------------------------------------------------------
