@@ -17,7 +17,6 @@ import pytest
 from fake_hub import COMMIT, FakeHub
 
 from engine.cli import main as cli_main
-from engine.demo import ensure_demo_model
 from engine.download import current_job, read_job
 from engine.workspace import Workspace
 
@@ -27,11 +26,9 @@ REPO = "Shanghai_AI_Laboratory/internlm2-chat-1_8b"
 CHUNK = 10 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    # Same folder as tests/test_demo.py uses: one build per session.
-    ws = Workspace(tmp_path_factory.getbasetemp() / "shared-demo-ws").ensure()
-    return ensure_demo_model(ws)
+@pytest.fixture
+def demo_dir(demo_model_dir: Path) -> Path:
+    return demo_model_dir  # the session's demo model (tests/conftest.py), only read
 
 
 @pytest.fixture
