@@ -214,3 +214,22 @@ async def test_a_download_from_the_picker_shows_progress_and_lists_the_model(
 
 def _status(app) -> str:
     return str(app.screen.query_one("#mp-status", Static).content)
+
+
+async def test_b_builds_the_chosen_demo_architecture(workspace: Workspace, monkeypatch):
+    """With demo-qwen2 chosen, the Environment step's b builds demo-qwen2 (--arch qwen2)."""
+    from engine.cli.demo import command
+
+    monkeypatch.setattr(EnvironmentPane, "PROBE", False)
+    workspace.set_choice("model", "demo-qwen2")
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(EnvironmentPane)
+        pane.start_checks()
+        await _until(pilot, lambda: not pane._checking and pane.checks, "the checks")
+        model = next(c for c in pane.checks if c.name == "model")
+        assert "demo-qwen2" in model.detail and "--arch qwen2" in model.fix
+        assert pane.check_action("build_demo", ()) is True
+        assert pane._demo_arch() == "qwen2"
+        argv = command(workspace.root, arch=pane._demo_arch())
+        assert argv[argv.index("--arch") + 1] == "qwen2"

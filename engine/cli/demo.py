@@ -78,7 +78,7 @@ def parse_progress(line: str) -> tuple[int, int, str] | None:
         return None
 
 
-def command(workspace: Path | str, *, seed: int = 0) -> list[str]:
+def command(workspace: Path | str, *, seed: int = 0, arch: str = "internlm2") -> list[str]:
     """The child-process command that builds the workspace's demo model with progress lines."""
     import sys
 
@@ -91,5 +91,7 @@ def command(workspace: Path | str, *, seed: int = 0) -> list[str]:
         "demo-model",
         "--seed",
         str(seed),
+        "--arch",
+        arch,
         "--progress",
     ]
