@@ -3,12 +3,12 @@
 A test that must act at a point of a real run (kill right after the first checkpoint) adds to
 the config::
 
-    custom_imports = dict(imports=["pause_hook"], allow_failed_imports=False)
-    custom_hooks = custom_hooks + [dict(type="PauseAfterIteration", at=2)]
+    from pause_hook import PauseAfterIteration
+    custom_hooks = custom_hooks + [dict(type=PauseAfterIteration, at=2)]
 
 and puts this folder on the trainer's PYTHONPATH. After iteration ``at`` (after mmengine's
-CheckpointHook has saved it: this hook runs last), every rank creates
-``<work_dir>/pause.held.<at>`` and waits until ``<work_dir>/pause.release.<at>`` exists, so the
+CheckpointHook has saved it: this hook runs last), rank 0 creates ``<work_dir>/pause.held.<at>``
+and every rank waits until ``<work_dir>/pause.release.<at>`` exists, so the
 test acts on an event the run signals, whatever the machine's speed.
 """
 
@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 
 
-@HOOKS.register_module()
 class PauseAfterIteration(Hook):
     priority = "LOWEST"  # after CheckpointHook (VERY_LOW) has written the checkpoint
 
@@ -32,13 +30,14 @@ class PauseAfterIteration(Hook):
         if runner.iter + 1 != self.at:
             return
         work_dir = Path(runner.work_dir)
-        (work_dir / f"pause.held.{self.at}").touch()
+        if runner.rank == 0:  # the rank that saves: its checkpoint is written by now
+            (work_dir / f"pause.held.{self.at}").touch()
         release = work_dir / f"pause.release.{self.at}"
         while not release.exists():
             time.sleep(0.05)
 
 
 PAUSE_CONFIG_TAIL = """
-custom_imports = dict(imports=["pause_hook"], allow_failed_imports=False)
-custom_hooks = custom_hooks + [dict(type="PauseAfterIteration", at={at})]
+from pause_hook import PauseAfterIteration
+custom_hooks = custom_hooks + [dict(type=PauseAfterIteration, at={at})]
 """
