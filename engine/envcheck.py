@@ -544,7 +544,8 @@ def check_model(model_dir: Path, *, is_demo: bool = False) -> tuple[list[Check],
                 "model",
                 "warn",
                 f"the demo model is not built yet ({model_dir})",
-                "build it: key b on this screen, or xtuner-wizard demo-model",
+                "build it: key b on this screen, or xtuner-wizard demo-model"
+                + (" --arch qwen2" if model_dir.name == "demo-qwen2" else ""),
             )
         ], None
     if not model_dir.is_dir():

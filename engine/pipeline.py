@@ -41,10 +41,17 @@ def resolve_model(ws: Workspace, model: str | None, say: Say) -> tuple[Path, boo
 
     choice = require_model(ws, model or "demo", weights=True)
     if choice.is_demo:
-        say("model: the demo model (tiny InternLM2, random weights; builds offline in seconds)")
+        say(_demo_line(choice.demo))
     path = ensure_model(ws, choice)
     record_model(ws, choice)
     return path, choice.is_demo
+
+
+def _demo_line(demo: str) -> str:
+    from engine.demo import demo_arch
+
+    kind = {"internlm2": "InternLM2", "qwen2": "Qwen2"}.get(demo_arch(demo) or "", demo)
+    return f"model: the demo model (tiny {kind}, random weights; builds offline in seconds)"
 
 
 def run_all(
@@ -61,7 +68,7 @@ def run_all(
     trust_remote_code: bool = False,
 ) -> RunAllResult:
     from engine.chat.base import load_engine
-    from engine.config import TUTORIAL_BASE, render_config, write_config
+    from engine.config import render_config, write_config
     from engine.data import IdentityFacts, build_dataset, record_choice, write_dataset
     from engine.data.generate import heldout_path_for
     from engine.export import convert_and_merge
@@ -91,11 +98,10 @@ def run_all(
     ws.check_user_file(ws.dataset_path, force=force)
     if bundle.heldout is not None:
         ws.check_user_file(heldout_path_for(ws.dataset_path), force=force)
-    ws.check_user_file(ws.root / f"{TUTORIAL_BASE}_copy.py", force=force)
 
     ws.ensure()
     if is_demo:
-        say("model: the demo model (tiny InternLM2, random weights; builds offline in seconds)")
+        say(_demo_line(choice.demo))
     model_path = ensure_model(ws, choice)
     overrides = {"max_iters": max_iters} if max_iters else None
     rendered = render_config(
@@ -104,6 +110,7 @@ def run_all(
         profile=profile,
         overrides=overrides,
     )
+    ws.check_user_file(ws.root / rendered.default_filename, force=force)  # before any write
     record_model(ws, choice)
     if trust_remote_code:
         from engine.trust import require_trusted

@@ -6,7 +6,7 @@ One resolution rule for all of them, used by the CLI, the wizard and run-all:
   from the caller's current folder (the shell's, on the command line), then made absolute;
 - it is checked on entry (a model folder must exist and hold config.json and a tokenizer),
   so a bad choice is refused with one line before anything is written;
-- it is stored absolute (``"demo"`` for the workspace's own demo model). Paths stored
+- it is stored absolute (``"demo"``, ``"demo-qwen2"`` for the workspace's demo models). Paths stored
   relative by older versions, or by the wizard for files inside the workspace, are read
   relative to the workspace, never to whatever folder the reader runs in.
 """
@@ -46,11 +46,20 @@ def stored(ws: Workspace, value: str | Path) -> Path:
 class ModelChoice:
     path: Path
     is_demo: bool
+    demo: str = DEMO  # which demo (``demo``, ``demo-qwen2``) when ``is_demo``
 
     @property
     def value(self) -> str:
-        """What ``state.json`` records: ``"demo"`` or the absolute folder."""
-        return DEMO if self.is_demo else str(self.path)
+        """What ``state.json`` records: the demo's name or the absolute folder."""
+        return self.demo if self.is_demo else str(self.path)
+
+
+def _demo(ws: Workspace, value: object) -> ModelChoice | None:
+    """The choice for a demo name (``demo``, ``demo-qwen2``), None for anything else."""
+    from engine.demo import choice_dir
+
+    folder = choice_dir(ws, value)
+    return ModelChoice(folder, True, str(value)) if folder is not None else None
 
 
 def check_model_folder(path: Path, *, where: str | None = None, weights: bool = False) -> Path:
@@ -121,11 +130,10 @@ def model_choice(
         recorded = ws.load_state().choices.get("model")
         if recorded in (None, ""):
             return None
-        if recorded == DEMO:
-            return ModelChoice(ws.demo_model_dir, True)
-        return ModelChoice(stored(ws, recorded), False)
-    if str(value) == DEMO:
-        return ModelChoice(ws.demo_model_dir, True)
+        return _demo(ws, recorded) or ModelChoice(stored(ws, recorded), False)
+    demo = _demo(ws, str(value))
+    if demo is not None:
+        return demo
     path = absolute(value, cwd=cwd)
     if check:
         check_model_folder(path, where=where, weights=weights)
@@ -147,9 +155,9 @@ def require_model(ws: Workspace, value: str | Path | None = None, **kw) -> Model
 def ensure_model(ws: Workspace, choice: ModelChoice) -> Path:
     """The model's folder, the demo model built first when it is the choice."""
     if choice.is_demo:
-        from engine.demo import ensure_demo_model
+        from engine.demo import demo_arch, ensure_demo_model
 
-        return ensure_demo_model(ws)
+        return ensure_demo_model(ws, arch=demo_arch(choice.demo) or "internlm2")
     return choice.path
 
 

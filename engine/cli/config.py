@@ -46,7 +46,9 @@ def register(sub, parent) -> None:
         "--base",
         default=None,
         metavar="CONFIG",
-        help="the built-in config to start from (default internlm2_chat_1_8b_qlora_alpaca_e3)",
+        help="the built-in config to start from (default: the best fit for the model's family, "
+        "e.g. internlm2_chat_1_8b_qlora_alpaca_e3, qwen1_5_0_5b_chat_qlora_alpaca_e3; "
+        "`xtuner-wizard models` lists the fits)",
     )
     p.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
     p.add_argument(
@@ -140,7 +142,6 @@ def _data_path(args: argparse.Namespace, ws) -> Path:
 def render(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.config import (
-        TUTORIAL_BASE,
         diff_text,
         estimate_for,
         render_config,
@@ -160,7 +161,7 @@ def render(args: argparse.Namespace) -> int:
         model_path=str(model),
         data_path=str(data),
         profile=args.profile,
-        base=args.base or TUTORIAL_BASE,
+        base=args.base,
         eval_inputs=args.eval,
         set_args=args.set_args,
     )

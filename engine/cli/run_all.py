@@ -13,7 +13,10 @@ def register(sub, parent):
     )
     p.add_argument("--name", required=True, help="your name, as the assistant should say it")
     p.add_argument(
-        "--model", default=None, metavar="PATH|demo", help="the model folder (default: demo)"
+        "--model",
+        default=None,
+        metavar="PATH|demo|demo-qwen2",
+        help="the model folder (default: demo, the tiny InternLM2; demo-qwen2: a tiny Qwen2)",
     )
     p.add_argument(
         "--trust-remote-code",
