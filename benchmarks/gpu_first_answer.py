@@ -149,8 +149,9 @@ def mmengine_log_lines(work_dir: Path) -> list[tuple[float, str]]:
 
 # -- prepare ------------------------------------------------------------------------------------
 def phase_prepare(args) -> dict:
-    from engine.demo import build_demo_model, is_complete
     from gpu_profiles import build_big, write_dataset
+
+    from engine.demo import build_demo_model, is_complete
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
