@@ -44,6 +44,8 @@ ITER_LINE = re.compile(
     r"(?:.*?memory: (\d+))?.*?loss: ([\d.]+)"
 )
 STAMP = re.compile(r"^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)")
+from engine.xtuner_env import child_env  # noqa: E402
+
 H200_BF16_PEAK = 989e12  # dense bf16 FLOP/s (spec); ~790e12 measured for large matmuls
 
 
@@ -57,6 +59,9 @@ def run_timed(
     """Run ``cmd``; every output line goes to ``log`` with its seconds since the start."""
     t0 = now()
     lines = []
+    env = child_env()  # the tutorial's env (MKL_*), offline, a torchvision stand-in if none
+    if Path("/tmp/pybin/python").exists():  # `xtuner train` runs `python`: this python3
+        env["PATH"] = "/tmp/pybin" + os.pathsep + env["PATH"]
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         proc = subprocess.Popen(
@@ -65,7 +70,7 @@ def run_timed(
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=os.environ.copy(),
+            env=env,
             start_new_session=True,
         )
         if stdin is not None:
@@ -131,19 +136,18 @@ def train_log_facts(lines: list[tuple[float, str]]) -> dict:
     return facts
 
 
-def mmengine_log_lines(work_dir: Path) -> list[tuple[float, str]]:
-    """mmengine's own log (every iteration's line), times from its timestamps."""
+def mmengine_log_lines(work_dir: Path, t0: float) -> list[tuple[float, str]]:
+    """mmengine's own log (every iteration's line), seconds since ``t0`` (epoch) from its
+    timestamps (whole seconds)."""
     logs = sorted(work_dir.glob("*/*.log"))
     if not logs:
         return []
-    out, first = [], None
+    out, t = [], 0.0
     for line in logs[-1].read_text(encoding="utf-8", errors="replace").splitlines():
         m = STAMP.match(line)
-        t = None
         if m:
-            t = time.mktime(time.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"))
-            first = first or t
-        out.append(((t - first) if t is not None and first else 0.0, line))
+            t = time.mktime(time.strptime(m.group(1), "%Y/%m/%d %H:%M:%S")) - t0
+        out.append((round(t, 1), line))
     return out
 
 
@@ -311,9 +315,9 @@ def phase_wizard(args) -> dict:
         }
         work_dir = next((ws / "work_dirs").glob("*"), None) if (ws / "work_dirs").exists() else None
         if work_dir is not None:
-            mlines = mmengine_log_lines(work_dir)
+            mlines = mmengine_log_lines(work_dir, r["start"])
             run["train"] = train_log_facts(mlines)
-            trainlog = next(iter(sorted((ws / ".wizard").rglob("train.log"))), None)
+            trainlog = next(iter(sorted((ws / ".wizard" / "runs").glob("*/train.log"))), None)
             if trainlog is not None:
                 shutil.copyfile(trainlog, out / f"wizard-{name}-train.log")
         cfgs = sorted(ws.glob("*_copy.py"))

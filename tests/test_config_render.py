@@ -457,3 +457,64 @@ def test_max_iters_schedule_counts_iterations(tmp_path, big_model, dataset):
     assert full.train_cfg.max_epochs == 3 and full.param_scheduler[1].by_epoch is True
     lrs = _lrs(full, 3 * 4, epoch_length=4)
     assert max(lrs) >= 0.9 * full.lr  # 3 of 12 iterations warming up, the cosine chained
+
+
+# -- the run's shape: evaluation, dataset preparation, epoch ends (issue 15) --------------------
+def test_evaluation_is_bounded_by_the_identity_answer_and_not_repeated(tmp_path, big_model):
+    large = _big_dataset(tmp_path, 8000)
+    r = render_config(model_path=big_model, data_path=large, profile="auto", hardware=H200)
+    cfg = _load(r.text, tmp_path, "eval_h200")
+    hook = cfg.custom_hooks[1]
+    # the tutorial's longest answer is ~26 tokens (estimated): 2 x 26 + 16, not xtuner's 600
+    assert 32 <= hook.max_new_tokens <= 80
+    assert hook.prompt_template["STOP_WORDS"] == ["<|im_end|>"]  # xtuner stops at it
+    # evaluation_freq 500 >= the run's ~48 iterations: only before and after training, not
+    # at the last checkpoint and again after training (the same weights twice)
+    assert hook.get("every_n_iters") is None
+    assert any("before and after training only" in n for n in r.notes)
+    # a run long enough for evaluations on the way keeps them
+    demo_like = render_config(
+        model_path=big_model,
+        data_path=large,
+        profile="auto",
+        hardware=H200,
+        set_args=["max_iters=2000"],
+    )
+    assert _load(demo_like.text, tmp_path, "eval_long").custom_hooks[1].every_n_iters == 500
+    # the user's own choice stays
+    mine = render_config(
+        model_path=big_model,
+        data_path=large,
+        profile="auto",
+        hardware=H200,
+        set_args=["max_new_tokens=300"],
+    )
+    assert _load(mine.text, tmp_path, "eval_mine").custom_hooks[1].max_new_tokens == 300
+
+
+def test_dataset_map_workers_follow_the_usable_cores(tmp_path, big_model, dataset, monkeypatch):
+    import os
+
+    for cores, want in ((range(4), 4), (range(128), 32), (range(1), 1)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, c=cores: set(c), raising=False)
+        r = render_config(model_path=big_model, data_path=dataset, profile="lora", hardware=H200)
+        assert _load(r.text, tmp_path, f"procs{want}").alpaca_en.map_num_proc == want
+    tut = render_config(model_path=big_model, data_path=dataset, profile="tutorial")
+    assert "map_num_proc" not in tut.text  # the tutorial as it is: xtuner's 32
+
+
+def test_no_sleep_at_epoch_ends_and_the_data_order_is_xtuners(tmp_path, big_model, dataset):
+    import mmengine.runner.loops as loops
+
+    real = loops.time
+    try:
+        r = render_config(model_path=big_model, data_path=dataset, profile="lora", hardware=H200)
+        cfg = _load(r.text, tmp_path, "nosleep")
+        assert loops.time is not real and loops.time.sleep(2) is None  # returns at once
+        # same sampler, same epochs: only the sleep between them goes
+        assert cfg.train_dataloader.sampler.type.__name__ == "DefaultSampler"
+        assert cfg.train_cfg.max_epochs == 3 and cfg.train_dataloader.num_workers == 0
+    finally:
+        loops.time = real
+    tut = render_config(model_path=big_model, data_path=dataset, profile="tutorial")
+    assert "mmengine.runner.loops" not in tut.text
