@@ -237,7 +237,17 @@ def phase_tutorial(args) -> dict:
     )
     chat = phase(
         "xtuner chat (load + ask)",
-        [*_xtuner(), "chat", "./merged", "--prompt-template", "internlm2_chat"],
+        # the answer capped as the wizard's first answer is (64 tokens): an untrained random
+        # model never says <|im_end|>, and xtuner chat's default is 2048 new tokens
+        [
+            *_xtuner(),
+            "chat",
+            "./merged",
+            "--prompt-template",
+            "internlm2_chat",
+            "--max-new-tokens",
+            "64",
+        ],
         stdin=f"{PROMPT}\n\nEXIT\n\n",
         timeout=300,
     )

@@ -34,7 +34,7 @@ chmod +x /tmp/pybin/python
 export PATH=/tmp/pybin:$PATH
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
-bench() { "$PY" benchmarks/gpu_first_answer.py "$@" --out "$RES" --work "$WORK" "${CPUFLAG[@]}"; }
+bench() { "$PY" benchmarks/gpu_first_answer.py "$@" --out "$RES" --work "$WORK" --n "${N:-8000}" "${CPUFLAG[@]}"; }
 pack() { tar czf "$OUT/results.tgz" -C "$WORK" results; cp "$RES"/*.json "$OUT"/ 2>/dev/null; ls -la "$OUT"; }
 
 {
@@ -55,7 +55,7 @@ wait_tutorial() {  # a tutorial started by an earlier call, still running in its
 case "${1:-}" in
   tutorial)
     bench prepare 2>&1 | tee "$RES/prepare.out"
-    setsid nohup "$PY" benchmarks/gpu_first_answer.py tutorial --out "$RES" --work "$WORK" \
+    setsid nohup "$PY" benchmarks/gpu_first_answer.py tutorial --out "$RES" --work "$WORK" --n "${N:-8000}" \
       "${CPUFLAG[@]}" > "$RES/tutorial.out" 2>&1 < /dev/null &
     echo $! > "$WORK/tutorial.pid"
     wait_tutorial $((T0 + LIMIT))
