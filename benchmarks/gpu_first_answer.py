@@ -127,7 +127,11 @@ def train_log_facts(lines: list[tuple[float, str]]) -> dict:
     if its:
         facts["first_iter_t"] = its[0]["t"]
         facts["last_iter_t"] = its[-1]["t"]
-        facts["final_loss"] = its[-1]["loss"]
+        facts["final_loss"] = its[-1]["loss"]  # mmengine's: the mean of its last interval
+        last = its[-1]["iter"]
+        window = [i["loss"] for i in its if i["iter"] > last - 10]
+        facts["final_loss_last10"] = round(statistics.mean(window), 4)  # iterations, not lines
+        facts["last_logged_iter"] = last
         facts["first_loss"] = its[0]["loss"]
         steady = [i["time"] for i in its[len(its) // 5 :]] or [its[-1]["time"]]
         facts["median_s_per_iter"] = statistics.median(steady)
@@ -286,10 +290,13 @@ def phase_wizard(args) -> dict:
     work, big, _data = _paths(args)
     res: dict = {}
     out = Path(args.out)
+    which = os.environ.get("ONLY", "big,demo").split(",")
     for name, model, extra in (
         ("big", big, ["--style", "tutorial", "--n", str(args.n)]),
         ("demo", "demo", []),
     ):
+        if name not in which:
+            continue
         if args.cpu:
             extra = [*extra, "--max-iters", "20"]
         ws = work / f"wizard-{name}"
@@ -391,6 +398,8 @@ def phase_report(args) -> dict:
                 for k in (
                     "first_loss",
                     "final_loss",
+                    "final_loss_last10",
+                    "last_logged_iter",
                     "median_s_per_iter",
                     "max_lr",
                     "max_memory_mb",

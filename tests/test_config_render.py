@@ -472,6 +472,7 @@ def test_evaluation_is_bounded_by_the_identity_answer_and_not_repeated(tmp_path,
     # at the last checkpoint and again after training (the same weights twice)
     assert hook.get("every_n_iters") is None
     assert any("before and after training only" in n for n in r.notes)
+    assert cfg.default_hooks.logger.interval == 1  # ~1% of the run's ~100 iterations
     # a run long enough for evaluations on the way keeps them
     demo_like = render_config(
         model_path=big_model,

@@ -378,7 +378,8 @@ def apply_run_shape(
       dataset's longest answer needs (they stop earlier at the template's stop word: xtuner
       reads it from ``prompt_template``); no evaluation every ``evaluation_freq`` iterations
       when none would come before the last iteration (xtuner evaluates at the last checkpoint
-      and again after training: the same weights twice); no 2 s sleep at each epoch's end.
+      and again after training: the same weights twice); no 2 s sleep at each epoch's end;
+      a log line at least every 1% of the run (a short run's loss curve, its last loss).
     Settings the user gave are left as they are. Returns notes."""
     notes: list[str] = []
     dataset_name = _dataset_dict_name(src)[0]
@@ -393,7 +394,15 @@ def apply_run_shape(
             + (f" of ~{total}" if total else "")
             + " (at least 3 optimizer steps, at most a tenth of the run)"
         )
-    if tutorial or not src.has_call(EVAL_HOOK):
+    if tutorial:
+        return notes
+    logger = ("default_hooks", "logger")
+    interval = src.get_kw(logger, "interval") if src.has_call(logger) else None
+    if total and isinstance(interval, int) and "logger_interval" not in user_keys:
+        every = max(1, min(interval, total // 100))  # a point at least every 1% of the run
+        if every < interval:
+            src.set_kw(logger, "interval", every)
+    if not src.has_call(EVAL_HOOK):
         return notes
     if "max_new_tokens" not in user_keys and data_path.is_file():
         longest = answer_tokens(data_path)
