@@ -43,7 +43,7 @@ class RunAdapter:
 def run_adapter(ws, run: str | None = None, checkpoint: str | Path | None = None) -> RunAdapter:
     """The base model, checkpoint, config and LoRA scaling of a finished run (the latest)."""
     from engine.config import settings_of_text
-    from engine.distributed import is_zero_checkpoint
+    from engine.runs.checkpoints import is_zero_checkpoint
     from engine.export import resolve_source
 
     src = resolve_source(ws, run=run, checkpoint=checkpoint)
