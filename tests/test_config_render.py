@@ -496,12 +496,17 @@ def test_evaluation_is_bounded_by_the_identity_answer_and_not_repeated(tmp_path,
 def test_dataset_map_workers_follow_the_usable_cores(tmp_path, big_model, dataset, monkeypatch):
     import os
 
+    large = _big_dataset(tmp_path, 2000)  # 4,002 records: >= 100 for each of xtuner's 32 shards
     for cores, want in ((range(4), 4), (range(128), 32), (range(1), 1)):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, c=cores: set(c), raising=False)
-        r = render_config(model_path=big_model, data_path=dataset, profile="lora", hardware=H200)
+        r = render_config(model_path=big_model, data_path=large, profile="lora", hardware=H200)
         assert _load(r.text, tmp_path, f"procs{want}").alpaca_en.map_num_proc == want
-    tut = render_config(model_path=big_model, data_path=dataset, profile="tutorial")
+    tut = render_config(model_path=big_model, data_path=large, profile="tutorial")
     assert "map_num_proc" not in tut.text  # the tutorial as it is: xtuner's 32
+    # a small dataset keeps xtuner's 32 shards: each packs on its own, so fewer shards would
+    # pack the demo's 102 records into 7 samples an epoch instead of 32 (and it would not learn)
+    small = render_config(model_path=big_model, data_path=dataset, profile="lora", hardware=H200)
+    assert "map_num_proc" not in small.text
 
 
 def test_no_sleep_at_epoch_ends_and_the_data_order_is_xtuners(tmp_path, big_model, dataset):

@@ -320,6 +320,20 @@ def _records(path: Path) -> list:
     return data if isinstance(data, list) else [data]
 
 
+# xtuner packs each of its map_num_proc shards on its own: with few records a shard is one short
+# packed sample, so fewer shards would mean fewer samples and fewer iterations (the demo's 102
+# records: 32 samples an epoch with xtuner's 32 shards, 7 with 2). Only a dataset whose 32
+# shards hold this many records each gets the usable cores instead: its packs barely change.
+MIN_RECORDS_PER_SHARD = 100
+
+
+def _record_count(path: Path) -> int:
+    try:
+        return len(_records(path)) if path.is_file() else 0
+    except (OSError, ValueError):
+        return 0
+
+
 def answer_tokens(path: Path) -> int | None:
     """The longest answer of a conversation dataset, in (approximate) tokens."""
     try:
@@ -374,7 +388,8 @@ def apply_run_shape(
     - the lr schedule with its warm-up in iterations, one rule for every profile
       (:func:`engine.config.settings.warmup_iters`);
     - except under ``tutorial`` (the tutorial as it is): dataset preparation on the usable
-      cores (``map_num_proc``, at most xtuner's 32); evaluation answers capped at what the
+      cores (``map_num_proc``, at most xtuner's 32) for datasets of 3,200 records or more
+      (``MIN_RECORDS_PER_SHARD``); evaluation answers capped at what the
       dataset's longest answer needs (they stop earlier at the template's stop word: xtuner
       reads it from ``prompt_template``); no evaluation every ``evaluation_freq`` iterations
       when none would come before the last iteration (xtuner evaluates at the last checkpoint
@@ -383,7 +398,9 @@ def apply_run_shape(
     Settings the user gave are left as they are. Returns notes."""
     notes: list[str] = []
     dataset_name = _dataset_dict_name(src)[0]
-    if not tutorial and "map_num_proc" not in user_keys:
+    if not tutorial and "map_num_proc" not in user_keys and _record_count(data_path) >= (
+        PACK_SHARDS * MIN_RECORDS_PER_SHARD
+    ):
         src.set_kw((dataset_name,), "map_num_proc", map_workers())
     total = total_iterations(src, data_path)
     set_schedule(src, None if "warmup_iters" in user_keys else total)
