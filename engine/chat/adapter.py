@@ -43,8 +43,8 @@ class RunAdapter:
 def run_adapter(ws, run: str | None = None, checkpoint: str | Path | None = None) -> RunAdapter:
     """The base model, checkpoint, config and LoRA scaling of a finished run (the latest)."""
     from engine.config import settings_of_text
-    from engine.runs.checkpoints import is_zero_checkpoint
     from engine.export import resolve_source
+    from engine.runs.checkpoints import is_zero_checkpoint
 
     src = resolve_source(ws, run=run, checkpoint=checkpoint)
     if is_zero_checkpoint(src.checkpoint):

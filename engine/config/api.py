@@ -10,6 +10,7 @@ what xtuner shipped.
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from engine.config.estimate import (
     estimate_run,
     iterations_per_epoch,
     model_size,
+    size_from_hf_config,
 )
 from engine.config.profiles import (
     PROFILES,
@@ -183,7 +185,7 @@ def render_config(
     model_path: str | Path,
     data_path: str | Path,
     profile: str = "auto",
-    base: str = TUTORIAL_BASE,
+    base: str | None = None,
     eval_inputs: Iterable[str] | None = None,
     overrides: dict[str, Any] | None = None,
     set_args: Iterable[str] | None = None,
@@ -194,7 +196,8 @@ def render_config(
 
     ``overrides``: settings with Python values; ``set_args``: ``KEY=VALUE`` strings as typed
     on the command line (parsed against the setting's current value). Unknown keys raise
-    :class:`WizardError` naming the close ones.
+    :class:`WizardError` naming the close ones. ``base`` None: the built-in config proposed for
+    the model's family (:func:`proposed_base_for`; the tutorial's for InternLM2).
     """
     if profile not in PROFILES:
         raise WizardError(
@@ -202,11 +205,6 @@ def render_config(
             where="--profile",
             fix=f"use one of {', '.join(PROFILES)}",
         )
-    base_file = builtin_path(base)
-    base_name = base_file.stem
-    base_text = base_file.read_text(encoding="utf-8")
-    src = ConfigSource(base_text, name=base_name)
-
     model_dir = Path(model_path).expanduser()
     size: ModelSize | None
     if profile == "tutorial" and not (model_dir / "config.json").exists():
@@ -214,6 +212,11 @@ def render_config(
     else:
         size = model_size(model_dir)
     demo = _is_demo(model_dir, size)
+
+    base_file = builtin_path(base or proposed_base_for(model_dir))
+    base_name = base_file.stem
+    base_text = base_file.read_text(encoding="utf-8")
+    src = ConfigSource(base_text, name=base_name)
 
     inputs = list(eval_inputs) if eval_inputs else list(TUTORIAL_EVAL_INPUTS)
     if not all(isinstance(q, str) and q.strip() for q in inputs):
@@ -398,8 +401,10 @@ def apply_run_shape(
     Settings the user gave are left as they are. Returns notes."""
     notes: list[str] = []
     dataset_name = _dataset_dict_name(src)[0]
-    if not tutorial and "map_num_proc" not in user_keys and _record_count(data_path) >= (
-        PACK_SHARDS * MIN_RECORDS_PER_SHARD
+    if (
+        not tutorial
+        and "map_num_proc" not in user_keys
+        and _record_count(data_path) >= (PACK_SHARDS * MIN_RECORDS_PER_SHARD)
     ):
         src.set_kw((dataset_name,), "map_num_proc", map_workers())
     total = total_iterations(src, data_path)
@@ -446,6 +451,32 @@ def apply_run_shape(
         if nw == 0:  # the sleep guards worker processes; with none it only costs time
             src.insert_after_imports(EPOCH_STALL_PATCH)
     return notes
+
+
+def fitting_configs_for(model_dir: str | Path) -> list[str]:
+    """The built-in configs that fit a model folder's family (``model_type``), best first (the
+    one written for the nearest size); empty when config.json is unreadable or the family has
+    none."""
+    from engine.config.builtin import configs_for_family
+
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+        return []
+    try:
+        params: float | None = size_from_hf_config(cfg).params
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        params = None
+    return configs_for_family(cfg["model_type"], params)
+
+
+def proposed_base_for(model_dir: str | Path) -> str:
+    """The built-in config proposed for a model folder: its family's best fit; the tutorial's
+    when there is none (``--base`` picks another)."""
+    fits = fitting_configs_for(model_dir)
+    return fits[0] if fits else TUTORIAL_BASE
 
 
 def _default_size() -> ModelSize:
