@@ -286,7 +286,7 @@ class ChatPane(StepPane):
         )
         self._generate(jobs, settings, self._engine_name())
 
-    @work(thread=True, exclusive=True, group="chat-generate")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-generate")
     def _generate(self, jobs, settings, engine_name: str) -> None:
         for target, role, messages in jobs:
             pieces: list[str] = []
@@ -421,7 +421,7 @@ class ChatPane(StepPane):
         self.query_one("#eval-status", Static).update("starting…")
         self._eval_worker(self._engine_name())
 
-    @work(thread=True, exclusive=True, group="chat-eval")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-eval")
     def _eval_worker(self, engine_name: str) -> None:
         from engine.evaluate import evaluate
 

@@ -202,7 +202,7 @@ class MergePane(StepPane):
         self.set_status("running")
         self._merge_worker(record.id, self._checkpoint())
 
-    @work(thread=True, exclusive=True, group="merge")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="merge")
     def _merge_worker(self, run_id: str, checkpoint: str | None) -> None:
         from engine.errors import WizardError
         from engine.export import MergeFailed, convert_and_merge

@@ -356,7 +356,7 @@ class TrainPane(StepPane):
         self.show_tick(poller.poll())
         self._monitor_runs(poller, self.poll_interval)
 
-    @work(thread=True, exclusive=True, group="train-monitor")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-monitor")
     def _monitor_runs(self, poller: RunPoller, interval: float) -> None:
         worker = get_current_worker()
         try:
@@ -516,7 +516,7 @@ class TrainPane(StepPane):
         self.notify(f"{done_text}: run {record.id}.\n$ {record.command}", timeout=6)
         self.follow(record.id)
 
-    @work(thread=True, exclusive=True, group="train-stop")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-stop")
     def _stop(self, run_id: str) -> None:
         from engine.errors import WizardError
         from engine.runs.control import stop_run
