@@ -59,7 +59,7 @@ async def test_start_up_paints_the_train_step_once(tmp_path, steady_host, monkey
         # The one full paint already holds the rail, the loss history and the footer's keys.
         assert "4 Train" in first and "6 Chat" in first
         assert "█" in first, "the chart was laid out before the first frame"
-        assert "Quit" in first and "Next step" in first
+        assert "Quit" in first and "] Next" in first
         # Afterwards: at most the rail's highlighted row changing look as focus arrives.
         repainted = sum(cells for kind, cells, _ in paints[1:])
         assert repainted <= 20, paints[1:]

@@ -162,10 +162,13 @@ class WizardApp(App):
         self._statuses: dict[str, str | None] = {}
         self._current = self.workspace.load_state().current_step
         self._quit_warned = False
+        self._panes: dict[str, StepPane] = {}
         self.training_goes_on: str | None = None  # the run that trains on after exit
 
     def get_default_screen(self) -> Screen:
-        return OnePaintScreen(id="_default")
+        screen = OnePaintScreen(id="_default")
+        screen.apply_breakpoints(self.size)  # before the panes mount: they read the classes
+        return screen
 
     def compose(self) -> ComposeResult:
         # The folder's name only: the full path is on the Environment step (and snapshots stay stable).
@@ -177,7 +180,8 @@ class WizardApp(App):
             # open on the saved step: showing another first costs a second full paint
             with ContentSwitcher(id="steps", initial=self._current):
                 for pane_cls in PANES:
-                    yield pane_cls()
+                    self._panes[pane_cls.step_id] = pane = pane_cls()
+                    yield pane
         yield KeysFooter()
 
     def _rail_states(self) -> dict[str, str]:
@@ -202,11 +206,8 @@ class WizardApp(App):
         return self.query_one(f"#{step}", StepPane)
 
     def shown_pane(self) -> StepPane | None:
-        """The open step's pane (None before it is mounted)."""
-        try:
-            return self.pane(self._current)
-        except Exception:  # noqa: BLE001 - not composed yet
-            return None
+        """The open step's pane (also while the first frame is composed); None before."""
+        return self._panes.get(self._current)
 
     def open_step(self, step: str, *, save: bool = True, focus: bool = False) -> None:
         """Show ``step``; ``focus`` moves into its main control (keys, the palette), while
@@ -224,8 +225,8 @@ class WizardApp(App):
             self.workspace.update_state(current_step=step)
         if changed or not save:
             self.pane(step).on_step_shown()
-        if focus:
-            self.pane(step).focus_main()
+        if focus and not self.pane(step).focus_main():
+            rail.focus()  # never leave focus (and its keys) in a step that is hidden now
 
     def mark_step_done(self, step: str, done: bool = True) -> None:
         state = self.workspace.mark_done(step, done)

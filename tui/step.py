@@ -45,25 +45,28 @@ class StepPane(Vertical):
         """The widget that takes focus when the step opens (``MAIN``), if it can."""
         if self.MAIN:
             for widget in self.query(self.MAIN):
-                if widget.focusable:
+                shown = all(node.display for node in widget.ancestors_with_self if node is not self)
+                if widget.focusable and shown:
                     return widget
         return None
 
-    def focus_main(self) -> None:
-        """Focus the step's main control (else its first field)."""
+    def focus_main(self) -> bool:
+        """Focus the step's main control (else its first field); False when it has none."""
         widget = self.main_control()
         if widget is not None:
             widget.focus()
-        else:
-            self.focus_first()
+            return True
+        return self.focus_first()
 
-    def focus_first(self) -> None:
+    def focus_first(self) -> bool:
         """Focus the step's first field. Scroll areas are focusable too: one that holds
-        fields is skipped for its first field."""
+        fields is skipped for its first field. False when there is none."""
         chain = [w for w in self.screen.focus_chain if self in w.ancestors]
         leaves = [w for w in chain if not any(w in other.ancestors for other in chain)]
         if leaves:
             leaves[0].focus()
+            return True
+        return False
 
     def mark_done(self, done: bool = True) -> None:
         self.app.mark_step_done(self.step_id, done)  # type: ignore[attr-defined]
