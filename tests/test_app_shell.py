@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 from engine.workspace import STEPS, Workspace
 from tui.app import WizardApp
 from tui.widgets.step_rail import StepRail
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 async def test_rail_walks_every_step_and_remembers_the_last(workspace: Workspace):
@@ -51,3 +57,62 @@ async def test_enter_on_the_rail_moves_into_the_step_and_escape_back(workspace: 
         assert app.query_one("#name").value == "Ada"
         await pilot.press("escape")
         assert isinstance(app.focused, StepRail)
+
+
+# -- issue 13: a worker's exception never ends the wizard -------------------------------------
+def _config_workspace(ws: Workspace, dataset: str) -> Workspace:
+    from test_config_tui import TINY_MODEL
+
+    ws.demo_model_dir.mkdir(parents=True)
+    (ws.demo_model_dir / "config.json").write_text(json.dumps(TINY_MODEL))
+    ws.data_dir.mkdir(parents=True, exist_ok=True)
+    ws.dataset_path.write_text(dataset, encoding="utf-8")
+    ws.set_choice("model", "demo")
+    ws.set_choice("profile", "cpu")
+    return ws
+
+
+async def test_a_hand_broken_dataset_and_the_config_step_do_not_quit_the_wizard(
+    workspace: Workspace, monkeypatch
+):
+    monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")
+    ws = _config_workspace(workspace, '[{"conversation": [{"input": "hi", "output": ')  # cut
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")  # the Config step renders and estimates in a worker
+        for _ in range(3):
+            await pilot.pause(0.4)
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.is_running and app.current_step == "config"
+        shown = [n.message for n in app._notifications]
+        errors = [m for m in shown if "traceback in .wizard/wizard.log" in m]
+        assert len(errors) == 1, shown
+        line = errors[0].splitlines()[0]
+        assert line.startswith("JSONDecodeError: ") or "assistant.json" in line, line
+        await pilot.press("2")  # and the wizard goes on
+        assert app.current_step == "data"
+    log = (ws.wizard_dir / "wizard.log").read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in log and "config: _render_config" in log
+
+
+async def test_a_wizard_error_from_a_worker_shows_its_message_and_fix(workspace: Workspace):
+    from engine.errors import WizardError
+
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.pane("environment")
+
+        def fails() -> None:
+            raise WizardError("the disk is full", where="datas/x.json", fix="free some space")
+
+        worker = pane.run_worker(fails, thread=True, exit_on_error=False, name="probe")
+        while not worker.is_finished:
+            await pilot.pause(0.05)
+        await pilot.pause()
+        assert app.is_running
+        (note,) = [n for n in app._notifications if n.severity == "error"]
+        assert note.message.splitlines()[0] == (
+            "datas/x.json: the disk is full (fix: free some space)"
+        )
+    assert "WizardError: datas/x.json: the disk is full" in (workspace.wizard_dir / "wizard.log").read_text()

@@ -319,12 +319,10 @@ class WizardApp(App):
                 out.write("".join(traceback.format_exception(exc)))
         except OSError:
             pass  # a read-only workspace: the line on the screen still says what happened
-        self.notify(
-            f"{error_line(exc)}\n(traceback in {self.workspace.rel(log)})",
-            title="Error",
-            severity="error",
-            timeout=12,
-        )
+        text = f"{error_line(exc)}\n(traceback in {self.workspace.rel(log)})"
+        if any(n.message == text for n in self._notifications):
+            return  # the same error is on the screen already (a render retried, say)
+        self.notify(text, title="Error", severity="error", timeout=12)
 
 
 # (title, help, step, the pane's action) offered by the command palette
