@@ -116,3 +116,106 @@ async def test_a_wizard_error_from_a_worker_shows_its_message_and_fix(workspace:
             "datas/x.json: the disk is full (fix: free some space)"
         )
     assert "WizardError: datas/x.json: the disk is full" in (workspace.wizard_dir / "wizard.log").read_text()
+
+
+# -- issue 14: one focus model, the footer, help, palette, quitting ----------------------------
+def footer_keys(app: WizardApp) -> list[str]:
+    from tui.widgets.keys_footer import KeysFooter
+
+    return [f"{k.key_display or k.key} {k.description}" for k in app.query_one(KeysFooter).query("FooterKey")]
+
+
+async def test_a_steps_keys_work_from_the_rail_and_the_footer_names_them(workspace: Workspace):
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("down", "down", "down")  # the rail's own moves: focus stays there
+        assert app.current_step == "train" and isinstance(app.focused, StepRail)
+        await pilot.pause()
+        keys = " · ".join(footer_keys(app))
+        for shown in ("s Start", "x Stop", "r Resume", "q Quit", "? Help", "] Next", "[ Prev"):
+            assert shown in keys, keys
+        await pilot.press("s")  # no config yet: the Train step's own answer, not silence
+        await pilot.pause()
+        assert any("No config yet" in n.message for n in app._notifications)
+
+
+async def test_inside_a_field_the_footer_says_how_to_reach_q_and_the_steps(workspace: Workspace):
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")  # opens Data on its main control: the name field
+        assert app.focused is not None and app.focused.id == "name"
+        await pilot.pause()
+        keys = " · ".join(footer_keys(app))
+        assert "esc then q ? ] [" in keys and "^s Write file" in keys, keys
+        await pilot.press("q", "escape", "right_square_bracket")  # q is typed; esc, then ]
+        assert app.query_one("#name").value == "q"
+        assert app.current_step == "config"
+        assert app.focused is not None and app.focused.id == "cfg-diff-box"
+
+
+async def test_help_shows_the_open_steps_keys_and_what_comes_next(workspace: Workspace):
+    from tui.widgets.help import HelpScreen
+
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text").render())
+        assert "Step 4 of 6: Train" in text
+        for shown in ("Start", "Stop", "Resume", "Next", "Merge", "] / ["):
+            assert shown in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_the_palette_offers_every_step_and_the_wizards_actions(workspace: Workspace):
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in (
+            "Open step 1: Environment",
+            "Open step 6: Chat",
+            "Write the dataset",
+            "Write the config",
+            "Start training",
+            "Stop training",
+            "Resume training",
+            "Merge",
+            "Ask the tuned model",
+        ):
+            assert title in titles
+        ask = next(c for c in app.get_system_commands(app.screen) if c.title == "Ask the tuned model")
+        ask.callback()
+        await pilot.pause()
+        assert app.current_step == "chat" and app.focused.id == "chat-input"
+
+
+async def test_quitting_while_a_run_trains_says_so_once_then_quits(workspace: Workspace, monkeypatch):
+    import engine.runs.launch
+
+    class Running:
+        id = "20261202-120000"
+        active = True
+
+    monkeypatch.setattr(engine.runs.launch, "active_runs", lambda ws: [Running()])
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running
+        (note,) = [n for n in app._notifications if n.title == "Training goes on"]
+        assert "xtuner-wizard attach 20261202-120000" in note.message
+        await pilot.press("ctrl+c")  # the same as q
+        await pilot.pause()
+    assert app.training_goes_on == "20261202-120000"
+
+
+def test_the_shell_is_told_where_training_goes_on(workspace: Workspace, monkeypatch, capsys):
+    from tui import launcher
+
+    def run(self) -> None:
+        self.training_goes_on = "20261202-120000"
+
+    monkeypatch.setattr(WizardApp, "run", run)
+    assert launcher.main(["--workspace", str(workspace.root)]) == 0
+    assert capsys.readouterr().out == "training goes on: xtuner-wizard attach 20261202-120000\n"

@@ -173,3 +173,20 @@ async def test_statistics_count_tokens_with_the_chosen_models_tokenizer(workspac
         assert stats.unit == "tokens" and stats.truncated == 0
         assert "tokens: median" in panel_text(app, "data-stats")
         assert "over max_length 2048: 0" in panel_text(app, "data-stats")
+
+
+async def test_the_form_opens_on_what_the_workspace_holds(workspace):
+    """A file written by `data generate --style tutorial --n 50` opens as tutorial / 50."""
+    from engine.data.generate import IdentityFacts, build_dataset, record_choice, write_dataset
+
+    facts = IdentityFacts(name="伍鲜同志")
+    record_choice(workspace, write_dataset(workspace, build_dataset("tutorial", facts, n=50)), facts)
+    app = open_on_data(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.query_one("#style", Select).value == "tutorial"
+        assert app.query_one("#n", Input).value == "50"
+        assert app.query_one("#name", Input).value == "伍鲜同志"
+        # the preview's answers whole, not cut at the width
+        preview = panel_text(app, "data-preview")
+        assert "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦" in preview.replace("\n", "")

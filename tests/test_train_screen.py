@@ -96,7 +96,7 @@ def test_recorded_run_formats():
     shown = last_round(snap.eval_samples)
     assert len(shown) >= 1 and all(s.iteration == shown[0].iteration for s in shown)
     assert eval_title(snap.eval_samples).startswith("answers after training, iter 40")
-    assert "<|im_start|>assistant" in eval_body(snap.eval_samples)
+    assert "我在这里帮助伍鲜同志完成XTuner微调个人小助手的任务" in eval_body(snap.eval_samples)
     tail = visible_log_lines(snap.log_tail)
     assert tail and not any("Iter(train)" in ln for ln in tail)
     assert hms(3725) == "1:02:05" and hms(None) == "-:--:--"
@@ -255,3 +255,48 @@ async def test_stop_asks_first_and_resume_needs_a_checkpoint(tmp_path, demo_mode
         await pilot.pause(0.5)
         assert len(list_runs(ws)) == 1
         assert any("no checkpoint" in str(n.message) for n in app._notifications)
+
+
+# -- issue 14: what the screen says while a run starts, and answers without template tokens ---
+def test_answers_are_shown_without_template_tokens():
+    from tui.format import without_tokens
+
+    _record, snap = recorded_snapshot()
+    raw = "\n".join(s.text for s in snap.eval_samples)
+    assert "<|im_end|>" in raw  # what EvaluateChatHook prints
+    body = eval_body(snap.eval_samples, limit=20)
+    assert "<|" not in body and "<s>" not in body
+    assert "我是伍鲜同志的小助手" in body
+    assert without_tokens("<s><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo</s>") == (
+        "hi\nyo"
+    )
+
+
+def test_elapsed_moves_with_the_clock_while_the_trainer_loads(monkeypatch):
+    from types import SimpleNamespace
+
+    from tui.screens.train import time_line
+
+    _record, snap = recorded_snapshot()
+    starting = SimpleNamespace(
+        phase="starting",
+        losses=[],
+        started_at=None,
+        last_log_at=None,
+        eta_seconds=None,
+        log_tail=[
+            "11/29 02:37:58 - mmengine - INFO - Config:",
+            "11/29 02:37:59 - mmengine - INFO - Hooks will be executed in the following order:",
+            "Map (num_proc=32):  24%|██▍       | 12/50 [00:02<00:50,  1.05s/ examples]",
+        ],
+    )
+    record = SimpleNamespace(started=1000.0, ended=None, active=True)
+    monkeypatch.setattr(train_screen, "now", lambda: 1035.0)
+    assert time_line(starting, record) == (
+        "elapsed 0:00:35 · preparing the dataset: Map (32) 12/50"
+    )
+    monkeypatch.setattr(train_screen, "now", lambda: 1036.0)
+    assert time_line(starting, record).startswith("elapsed 0:00:36 · ")
+    # a finished run: from its start to its end
+    finished = SimpleNamespace(started=1000.0, ended=1291.0, active=False)
+    assert time_line(snap, finished).startswith("elapsed 0:04:51")

@@ -225,6 +225,8 @@ class WizardApp(App):
             self.workspace.update_state(current_step=step)
         if changed or not save:
             self.pane(step).on_step_shown()
+        if changed:
+            self.refresh_bindings()  # the footer shows the open step's keys
         if focus and not self.pane(step).focus_main():
             rail.focus()  # never leave focus (and its keys) in a step that is hidden now
 
