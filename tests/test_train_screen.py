@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def steady_host(monkeypatch):
     """CPU and RAM as fixed numbers, and no GPU lines: live sensors would change the screen."""
     from engine.gpu import GpuSampler
 
-    monkeypatch.setattr(train_screen, "_host_sample", lambda: (12.0, 3.1, 23.5))
+    monkeypatch.setattr(train_screen, "_host_sample", lambda procs: (12.0, 3.1, 23.5))
     monkeypatch.setattr(GpuSampler, "sample", lambda self: [])
 
 
@@ -300,3 +301,32 @@ def test_elapsed_moves_with_the_clock_while_the_trainer_loads(monkeypatch):
     # a finished run: from its start to its end
     finished = SimpleNamespace(started=1000.0, ended=1291.0, active=False)
     assert time_line(snap, finished).startswith("elapsed 0:04:51")
+
+
+def test_the_cpu_line_is_the_runs_own_processes():
+    """A live process tree stands in for a run: its CPU and memory, not the machine's."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from tui.screens.train import RunPoller, _host_sample
+
+    busy = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    proc = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        poller = RunPoller(Workspace(SNAPSHOT_WS))
+        poller.record = SimpleNamespace(active=True, pid=proc.pid, trainer_pid=None)
+        procs = poller.run_processes()
+        assert [p.pid for p in procs] == [proc.pid]
+        _host_sample(procs)  # psutil measures CPU between two calls
+        deadline = time.monotonic() + 20
+        cpu = 0.0
+        while cpu < 20 and time.monotonic() < deadline:
+            proc_wait = poller.run_processes()
+            time.sleep(0.2)  # noqa: the interval psutil measures over (a poll's interval)
+            cpu, rss, total = _host_sample(proc_wait)
+        assert cpu >= 20 and rss is not None and 0 <= rss < total
+        poller.record = SimpleNamespace(active=False)
+        assert poller.run_processes() == [] and _host_sample([])[0] is None
+    finally:
+        proc.kill()
+        proc.wait()

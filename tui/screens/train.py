@@ -595,6 +595,7 @@ class RunPoller:
         self.monitor: Any = None
         self.polls = 0
         self.host: tuple[float | None, float | None, float | None] | None = None
+        self._procs: dict[int, Any] = {}
 
     def poll(self) -> TrainTick:
         from engine.runs.monitor import RunMonitor
@@ -612,11 +613,34 @@ class RunPoller:
             self.record = _refresh(record)
         snap = self.monitor.poll() if self.monitor is not None else None
         if self.polls % HOST_EVERY == 0:
-            self.host = _host_sample()
+            self.host = _host_sample(self.run_processes())
         self.polls += 1
         return TrainTick(
             record=self.record, snapshot=snap, gpus=self.sampler.sample(), host=self.host
         )
+
+    def run_processes(self) -> list[Any]:
+        """The active run's own processes (its supervisor, the trainer and their children),
+        kept between polls so that psutil's CPU percentages are over the interval."""
+        record = self.record
+        if record is None or not getattr(record, "active", False):
+            self._procs = {}
+            return []
+        import psutil
+
+        found: dict[int, Any] = {}
+        for pid in (getattr(record, "pid", None), getattr(record, "trainer_pid", None)):
+            if not pid:
+                continue
+            try:
+                proc = self._procs.get(pid) or psutil.Process(pid)
+                found[pid] = proc
+                for child in proc.children(recursive=True):
+                    found[child.pid] = self._procs.get(child.pid) or child
+            except psutil.Error:
+                continue
+        self._procs = found
+        return list(found.values())
 
     def close(self) -> None:
         self.sampler.close()
@@ -681,18 +705,24 @@ def _diagnose_now(record: Any) -> tuple[str | None, str | None]:
     return (cause.message, cause.fix) if cause else (None, None)
 
 
-def _host_sample() -> tuple[float | None, float | None, float | None]:
+def _host_sample(procs: list[Any]) -> tuple[float | None, float | None, float | None]:
+    """(CPU %, resident GB) of the run's own processes, and the machine's RAM in GB: the
+    run's load, not the whole machine's (other users, the wizard itself)."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - a declared dependency
         return None, None, None
-    vm = psutil.virtual_memory()
-    gb = 1024**3
-    return (
-        float(round(psutil.cpu_percent(None))),
-        round(vm.used / gb, 1),
-        round(vm.total / gb, 1),
-    )
+    total = round(psutil.virtual_memory().total / 1024**3, 1)
+    if not procs:
+        return None, None, total
+    cpu = rss = 0.0
+    for proc in procs:
+        try:
+            cpu += proc.cpu_percent(None)
+            rss += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return float(round(cpu)), round(rss / 1024**3, 1), total
 
 
 def _preview_command(ws: Any, config: str) -> str:
