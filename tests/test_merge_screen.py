@@ -19,6 +19,7 @@ async def test_merge_pane_without_runs(workspace):
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("merge")
         await pilot.pause()
+        await pilot.pause()
         assert "No training run yet" in _text(app, "#merge-check")
         await pilot.click("#merge-start")  # nothing to merge: a warning, no crash
         await pilot.pause()
@@ -33,6 +34,7 @@ async def test_merge_from_the_pane(tmp_path_factory):
     app = WizardApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("merge")
+        await pilot.pause()
         await pilot.pause()
         check = _text(app, "#merge-check")
         assert "template internlm2_chat" in check and "enough" in check

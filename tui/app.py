@@ -177,11 +177,13 @@ class WizardApp(App):
             yield StepRail(
                 [(p.step_id, p.title) for p in PANES], states=self._rail_states(), id="rail"
             )
-            # open on the saved step: showing another first costs a second full paint
+            # open on the saved step: showing another first costs a second full paint; the
+            # other steps are composed when first opened (start-up composes one pane, not six)
             with ContentSwitcher(id="steps", initial=self._current):
                 for pane_cls in PANES:
                     self._panes[pane_cls.step_id] = pane = pane_cls()
-                    yield pane
+                    if pane_cls.step_id == self._current:
+                        yield pane
         yield KeysFooter()
 
     def _rail_states(self) -> dict[str, str]:
@@ -203,7 +205,8 @@ class WizardApp(App):
         return self._current
 
     def pane(self, step: str) -> StepPane:
-        return self.query_one(f"#{step}", StepPane)
+        """The step's pane (mounted when the step was first opened)."""
+        return self._panes[step]
 
     def shown_pane(self) -> StepPane | None:
         """The open step's pane (also while the first frame is composed); None before."""
@@ -216,19 +219,31 @@ class WizardApp(App):
             return
         changed = self._current != step
         self._current = step
-        self.query_one("#steps", ContentSwitcher).current = step
+        pane = self.pane(step)
+        switcher = self.query_one("#steps", ContentSwitcher)
+        first_time = pane.parent is None
+        if save:
+            self.workspace.update_state(current_step=step)
+        if first_time:
+            switcher.mount(pane)  # composed now; it calls on_step_shown once mounted
+        switcher.current = step
         rail = self.query_one(StepRail)
         index = STEPS.index(step)
         if rail.highlighted != index:
             rail.highlighted = index
-        if save:
-            self.workspace.update_state(current_step=step)
-        if changed or not save:
-            self.pane(step).on_step_shown()
         if changed:
             self.refresh_bindings()  # the footer shows the open step's keys
-        if focus and not self.pane(step).focus_main():
-            rail.focus()  # never leave focus (and its keys) in a step that is hidden now
+
+        def shown() -> None:
+            if (changed or not save) and not first_time:
+                pane.on_step_shown()
+            if focus and not pane.focus_main():
+                rail.focus()  # never leave focus (and its keys) in a step that is hidden now
+
+        if first_time:
+            pane.when_mounted(shown, first=True)
+        else:
+            shown()
 
     def mark_step_done(self, step: str, done: bool = True) -> None:
         state = self.workspace.mark_done(step, done)
@@ -302,7 +317,8 @@ class WizardApp(App):
     def run_step_action(self, step: str, action: str) -> None:
         """Open ``step`` and run one of its actions (the palette's commands)."""
         self.open_step(step, focus=True)
-        self.call_after_refresh(self.run_action, action, self.pane(step))
+        pane = self.pane(step)
+        pane.when_mounted(lambda: self.call_later(self.run_action, action, pane))
 
     # -- errors from workers -----------------------------------------------------------
     @on(Worker.StateChanged)

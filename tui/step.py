@@ -33,6 +33,28 @@ class StepPane(Vertical):
 
     def __init__(self) -> None:
         super().__init__(id=self.step_id)
+        self._on_mounted: list = []
+
+    def when_mounted(self, callback, *, first: bool = False) -> None:
+        """Call ``callback`` once the pane is mounted (its widgets composed): now, or then."""
+        if self.is_mounted:
+            callback()
+        elif first:
+            self._on_mounted.insert(0, callback)
+        else:
+            self._on_mounted.append(callback)
+
+    def _on_mount(self) -> None:
+        # Runs after the subclass's on_mount: a step opened for the first time is shown now.
+        if self._on_mounted:
+            self.call_later(self._mounted)
+
+    def _mounted(self) -> None:
+        callbacks, self._on_mounted = self._on_mounted, []
+        if self.app.current_step == self.step_id:  # type: ignore[attr-defined]
+            self.on_step_shown()
+        for callback in callbacks:
+            callback()
 
     @property
     def workspace(self) -> Workspace:
