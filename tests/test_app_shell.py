@@ -115,14 +115,20 @@ async def test_a_wizard_error_from_a_worker_shows_its_message_and_fix(workspace:
         assert note.message.splitlines()[0] == (
             "datas/x.json: the disk is full (fix: free some space)"
         )
-    assert "WizardError: datas/x.json: the disk is full" in (workspace.wizard_dir / "wizard.log").read_text()
+    assert (
+        "WizardError: datas/x.json: the disk is full"
+        in (workspace.wizard_dir / "wizard.log").read_text()
+    )
 
 
 # -- issue 14: one focus model, the footer, help, palette, quitting ----------------------------
 def footer_keys(app: WizardApp) -> list[str]:
     from tui.widgets.keys_footer import KeysFooter
 
-    return [f"{k.key_display or k.key} {k.description}" for k in app.query_one(KeysFooter).query("FooterKey")]
+    return [
+        f"{k.key_display or k.key} {k.description}"
+        for k in app.query_one(KeysFooter).query("FooterKey")
+    ]
 
 
 async def test_a_steps_keys_work_from_the_rail_and_the_footer_names_them(workspace: Workspace):
@@ -184,13 +190,17 @@ async def test_the_palette_offers_every_step_and_the_wizards_actions(workspace: 
             "Ask the tuned model",
         ):
             assert title in titles
-        ask = next(c for c in app.get_system_commands(app.screen) if c.title == "Ask the tuned model")
+        ask = next(
+            c for c in app.get_system_commands(app.screen) if c.title == "Ask the tuned model"
+        )
         ask.callback()
         await pilot.pause()
         assert app.current_step == "chat" and app.focused.id == "chat-input"
 
 
-async def test_quitting_while_a_run_trains_says_so_once_then_quits(workspace: Workspace, monkeypatch):
+async def test_quitting_while_a_run_trains_says_so_once_then_quits(
+    workspace: Workspace, monkeypatch
+):
     import engine.runs.launch
 
     class Running:

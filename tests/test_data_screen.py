@@ -180,7 +180,9 @@ async def test_the_form_opens_on_what_the_workspace_holds(workspace):
     from engine.data.generate import IdentityFacts, build_dataset, record_choice, write_dataset
 
     facts = IdentityFacts(name="伍鲜同志")
-    record_choice(workspace, write_dataset(workspace, build_dataset("tutorial", facts, n=50)), facts)
+    record_choice(
+        workspace, write_dataset(workspace, build_dataset("tutorial", facts, n=50)), facts
+    )
     app = open_on_data(workspace)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -189,4 +191,6 @@ async def test_the_form_opens_on_what_the_workspace_holds(workspace):
         assert app.query_one("#name", Input).value == "伍鲜同志"
         # the preview's answers whole, not cut at the width
         preview = panel_text(app, "data-preview")
-        assert "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦" in preview.replace("\n", "")
+        assert "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦" in preview.replace(
+            "\n", ""
+        )

@@ -6,10 +6,7 @@ from pathlib import Path
 
 from engine.runs.phases import startup_phase
 
-LOG = (
-    Path(__file__).parent
-    / "data/train_run/workspace/.wizard/runs/20261129-023742/train.log"
-)
+LOG = Path(__file__).parent / "data/train_run/workspace/.wizard/runs/20261129-023742/train.log"
 
 
 def log_until(marker: str, *, including: bool = True) -> list[str]:

@@ -30,7 +30,10 @@ SNAP_WS = Path("/tmp/xtuner-wizard-snapshots/steps-ws")
 CONFIG = "internlm2_chat_1_8b_qlora_alpaca_e3_copy.py"
 CONVERSATION = [
     {"role": "user", "content": "请介绍一下你自己"},
-    {"role": "assistant", "content": "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"},
+    {
+        "role": "assistant",
+        "content": "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦",
+    },
 ]
 
 
@@ -75,8 +78,8 @@ async def show_step(pilot, step: str) -> None:
         pane = app.pane("chat")
         pane._history = list(CONVERSATION)
         pane._paint_history()
-    for _ in range(3):
-        await pilot.pause(0.35)
+    for _ in range(3):  # a step's first worker may start another (a render, a re-check)
+        await pilot.pause()
         for worker in list(app.workers):
             if worker.group != "train-monitor":  # that one follows the run until the app ends
                 await worker.wait()

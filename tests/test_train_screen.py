@@ -322,7 +322,7 @@ def test_the_cpu_line_is_the_runs_own_processes():
         cpu = 0.0
         while cpu < 20 and time.monotonic() < deadline:
             proc_wait = poller.run_processes()
-            time.sleep(0.2)  # noqa: the interval psutil measures over (a poll's interval)
+            time.sleep(0.2)  # the interval psutil measures CPU over (as a poll's interval)
             cpu, rss, total = _host_sample(proc_wait)
         assert cpu >= 20 and rss is not None and 0 <= rss < total
         poller.record = SimpleNamespace(active=False)

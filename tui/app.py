@@ -310,7 +310,9 @@ class WizardApp(App):
                 lambda step=pane_cls.step_id: self.open_step(step, focus=True),
             )
         for title, help_text, step, action in ACTIONS:
-            yield SystemCommand(title, help_text, lambda s=step, a=action: self.run_step_action(s, a))
+            yield SystemCommand(
+                title, help_text, lambda s=step, a=action: self.run_step_action(s, a)
+            )
         yield SystemCommand("Help", "The keys and purpose of the open step", self.action_help)
         yield from super().get_system_commands(screen)
 

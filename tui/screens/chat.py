@@ -124,7 +124,6 @@ class ChatPane(StepPane):
     ChatPane #chat-input-row Button { margin-left: 1; width: auto; min-width: 0; }
     """
 
-
     def __init__(self) -> None:
         super().__init__()
         self._history: list[dict] = []
@@ -171,10 +170,15 @@ class ChatPane(StepPane):
                 with VerticalScroll(can_focus=False):
                     yield from self._setting(
                         "System prompt",
-                        Input(placeholder="empty: none, as in training", id="chat-system", compact=True),
+                        Input(
+                            placeholder="empty: none, as in training",
+                            id="chat-system",
+                            compact=True,
+                        ),
                     )
                     yield from self._setting(
-                        "Temperature", Input("0", id="chat-temp", compact=True, tooltip="0 = greedy")
+                        "Temperature",
+                        Input("0", id="chat-temp", compact=True, tooltip="0 = greedy"),
                     )
                     yield from self._setting("Top-p", Input("1.0", id="chat-topp", compact=True))
                     yield from self._setting(

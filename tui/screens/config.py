@@ -110,7 +110,9 @@ def edited_lines(diff: str) -> Text:
     ]
     if not changed:
         return Text("No edits: the config is the built-in one.", style="dim")
-    text.append(f"{sum(ln.startswith('+') for ln in changed)} lines set by the wizard:\n", style="bold")
+    text.append(
+        f"{sum(ln.startswith('+') for ln in changed)} lines set by the wizard:\n", style="bold"
+    )
     for line in changed:
         text.append(line + "\n", style="green" if line.startswith("+") else "red")
     text.rstrip()
@@ -199,7 +201,6 @@ class ConfigPane(StepPane):
     ConfigPane #cfg-launch { height: auto; margin-top: 1; }
     """
 
-
     def __init__(self) -> None:
         super().__init__()
         self._timer: Timer | None = None
@@ -270,7 +271,9 @@ class ConfigPane(StepPane):
     def action_next_tab(self) -> None:
         tabs = self.query_one("#cfg-tabs", TabbedContent)
         order = ["tab-diff", "tab-form", "tab-estimate"]
-        tabs.active = order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else order[0]
+        tabs.active = (
+            order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else order[0]
+        )
         if tabs.active == "tab-form":
             self.query_one("#base-filter", Input).focus()
         elif tabs.active == "tab-diff":

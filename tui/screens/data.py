@@ -110,7 +110,6 @@ class DataPane(StepPane):
     Screen.-wide DataPane #data-side { width: 1fr; border-top: none; border-left: solid $primary-darken-2; padding-left: 1; }
     """
 
-
     def __init__(self) -> None:
         super().__init__()
         self._timer: Timer | None = None
@@ -214,9 +213,7 @@ class DataPane(StepPane):
             if not path.is_file() or path.stat().st_size > READ_LIMIT:
                 return None
             records = json.loads(path.read_text(encoding="utf-8-sig"))
-            questions = {
-                turn["input"] for record in records for turn in record["conversation"]
-            }
+            questions = {turn["input"] for record in records for turn in record["conversation"]}
         except (OSError, ValueError, TypeError, KeyError):
             return None  # not a dataset this form could have written: keep the defaults
         if not records:

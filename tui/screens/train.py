@@ -331,7 +331,6 @@ class TrainPane(StepPane):
     Screen.-tall TrainPane #train-note { display: block; }
     """
 
-
     BINDINGS = [
         Binding("s", "start", "Start"),
         Binding("x", "stop", "Stop"),
