@@ -17,26 +17,32 @@ from textual.widgets import ContentSwitcher, Static
 from textual.worker import Worker, WorkerState
 
 from engine.workspace import STEPS, Workspace
-from tui.screens.chat import ChatPane
-from tui.screens.config import ConfigPane
-from tui.screens.data import DataPane
-from tui.screens.environment import EnvironmentPane
-from tui.screens.merge import MergePane
-from tui.screens.train import TrainPane
 from tui.step import StepPane
 from tui.widgets.help import HelpScreen
 from tui.widgets.keys_footer import KeysFooter
 from tui.widgets.step_rail import StepRail
 
-PANES: tuple[type[StepPane], ...] = (
-    EnvironmentPane,
-    DataPane,
-    ConfigPane,
-    TrainPane,
-    MergePane,
-    ChatPane,
-)
-assert tuple(p.step_id for p in PANES) == STEPS
+# Each step's pane, imported when the step is first opened (a screen's module and the engine
+# modules it needs cost start-up time; only the open step's are on the first paint's path).
+PANE_CLASSES: dict[str, tuple[str, str, str]] = {
+    "environment": ("tui.screens.environment", "EnvironmentPane", "Environment"),
+    "data": ("tui.screens.data", "DataPane", "Data"),
+    "config": ("tui.screens.config", "ConfigPane", "Config"),
+    "train": ("tui.screens.train", "TrainPane", "Train"),
+    "merge": ("tui.screens.merge", "MergePane", "Merge"),
+    "chat": ("tui.screens.chat", "ChatPane", "Chat"),
+}
+assert tuple(PANE_CLASSES) == STEPS
+
+
+def pane_class(step: str) -> type[StepPane]:
+    import importlib
+
+    module, name, _title = PANE_CLASSES[step]
+    cls = getattr(importlib.import_module(module), name)
+    assert cls.step_id == step and cls.title == PANE_CLASSES[step][2]
+    return cls
+
 
 # Inside a field, q ? ] [ are typed: esc leaves it, and the footer says so.
 IN_FIELD = Binding("escape", "focus_rail", "then q ? ] [")
@@ -175,15 +181,14 @@ class WizardApp(App):
         yield Static(f"xtuner-wizard  ·  workspace: {self.workspace.root.name}", id="title-bar")
         with Horizontal(id="body"):
             yield StepRail(
-                [(p.step_id, p.title) for p in PANES], states=self._rail_states(), id="rail"
+                [(step, title) for step, (_m, _c, title) in PANE_CLASSES.items()],
+                states=self._rail_states(),
+                id="rail",
             )
             # open on the saved step: showing another first costs a second full paint; the
             # other steps are composed when first opened (start-up composes one pane, not six)
             with ContentSwitcher(id="steps", initial=self._current):
-                for pane_cls in PANES:
-                    self._panes[pane_cls.step_id] = pane = pane_cls()
-                    if pane_cls.step_id == self._current:
-                        yield pane
+                yield self.pane(self._current)
         yield KeysFooter()
 
     def _rail_states(self) -> dict[str, str]:
@@ -205,7 +210,9 @@ class WizardApp(App):
         return self._current
 
     def pane(self, step: str) -> StepPane:
-        """The step's pane (mounted when the step was first opened)."""
+        """The step's pane (made, and later mounted, when the step is first opened)."""
+        if step not in self._panes:
+            self._panes[step] = pane_class(step)()
         return self._panes[step]
 
     def shown_pane(self) -> StepPane | None:
@@ -278,7 +285,7 @@ class WizardApp(App):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.pane(self.current_step), PANES))
+            self.push_screen(HelpScreen(self.pane(self.current_step), STEPS))
 
     async def action_quit(self) -> None:
         """Quit; a run that trains goes on, and the wizard says so once before it quits."""
@@ -303,7 +310,8 @@ class WizardApp(App):
 
     # -- the command palette -----------------------------------------------------------
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for number, pane_cls in enumerate(PANES, 1):
+        for number, step in enumerate(STEPS, 1):
+            pane_cls = pane_class(step)
             yield SystemCommand(
                 f"Open step {number}: {pane_cls.title}",
                 pane_cls.WHAT.split(".")[0],

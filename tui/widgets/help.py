@@ -21,11 +21,11 @@ GLOBAL_KEYS = (
 )
 
 
-def help_text(pane, panes) -> Text:
-    """The help of ``pane`` as text (tests read it too)."""
-    number = [p.step_id for p in panes].index(pane.step_id) + 1
+def help_text(pane, steps) -> Text:
+    """The help of ``pane`` (one of ``steps``) as text (tests read it too)."""
+    number = list(steps).index(pane.step_id) + 1
     text = Text()
-    text.append(f"Step {number} of {len(panes)}: {pane.title}\n", style="bold")
+    text.append(f"Step {number} of {len(steps)}: {pane.title}\n", style="bold")
     text.append(pane.WHAT + "\n\n")
     text.append("Keys of this step\n", style="bold")
     seen = set()
@@ -61,9 +61,9 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,question_mark,q,f1", "close", "Close help"),
     ]
 
-    def __init__(self, pane, panes) -> None:
+    def __init__(self, pane, steps) -> None:
         super().__init__()
-        self._text = help_text(pane, panes)
+        self._text = help_text(pane, steps)
         self._title = f"Help: {pane.title}"
 
     def compose(self) -> ComposeResult:
