@@ -445,7 +445,8 @@ class TrainPane(StepPane):
         chart.set_points(snap.losses, max_iters=snap.max_iters)
         self._static("#train-eval-title", eval_title(snap.eval_samples))
         evals = self.query_one("#train-eval-text", LiveLines)
-        width = evals.size.width or max(20, self.app.size.width - 24)  # before the first layout
+        # before the first layout: the terminal less the rail (20) and the pane's padding (2)
+        width = evals.size.width or max(20, self.app.size.width - 22)
         limit = EVAL_LINES if self.screen.has_class("-tall") else EVAL_LINES_SHORT
         evals.set_lines(eval_lines(snap.eval_samples, width, limit))
         self._static("#train-log", "\n".join(visible_log_lines(snap.log_tail)))
