@@ -36,7 +36,15 @@ async def type_into(pilot, widget_id: str, text: str) -> None:
 
 
 def panel_text(app: WizardApp, widget_id: str) -> str:
-    return str(app.query_one(f"#{widget_id}", Static).render())
+    """A panel's text, its lines whole (a preview is a grid of Q/A marks and text)."""
+    import io
+
+    from rich.console import Console
+
+    widget = app.query_one(f"#{widget_id}", Static)
+    console = Console(width=400, file=io.StringIO(), record=True)  # lines whole
+    console.print(widget.content)
+    return console.export_text()
 
 
 async def test_the_preview_follows_the_form(workspace):
@@ -66,7 +74,7 @@ async def test_the_preview_follows_the_form(workspace):
         assert app.query_one("#maker", Input).disabled
         assert app.query_one("#n", Input).value == "300"  # the user's n is kept
         assert len(pane.last_preview.bundle.train) == 602
-        assert "tutorial style" in panel_text(app, "data-stats")
+        assert "these 2 records, repeated" in panel_text(app, "data-preview")
 
         await type_into(pilot, "n", "x1")  # type=integer refuses the x
         await type_into(pilot, "name", "")
@@ -191,6 +199,5 @@ async def test_the_form_opens_on_what_the_workspace_holds(workspace):
         assert app.query_one("#name", Input).value == "伍鲜同志"
         # the preview's answers whole, not cut at the width
         preview = panel_text(app, "data-preview")
-        assert "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦" in preview.replace(
-            "\n", ""
-        )
+        joined = "".join(line.strip() for line in preview.splitlines())
+        assert "A 我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦" in joined

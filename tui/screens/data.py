@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -168,12 +169,12 @@ class DataPane(StepPane):
                     yield Button("Write", id="write", variant="primary", compact=True)
                     yield Button("Validate", id="validate", compact=True)
             with VerticalScroll(id="data-side"):
+                yield Static("Preview", classes="data-title")
+                yield Static(Text("Type your name to see the preview."), id="data-preview")
                 yield Static("Statistics", classes="data-title")
                 yield Static(Text(""), id="data-stats")
                 problems = Static(Text(""), id="data-problems")
                 yield problems
-                yield Static("Preview", classes="data-title")
-                yield Static(Text("Type your name to see the preview."), id="data-preview")
         yield Static(Text(""), id="data-status")
 
     def _field(self, label: str, widget) -> ComposeResult:
@@ -304,7 +305,10 @@ class DataPane(StepPane):
         style = str(event.value)
         tutorial = style == "tutorial"
         for wid in ("assistant-name", "maker", "base-model", "purpose", "general-share"):
-            self.query_one(f"#{wid}", Input).disabled = tutorial
+            field = self.query_one(f"#{wid}", Input)
+            field.disabled = tutorial
+            if field.parent is not None:  # the tutorial's two records use the name only
+                field.parent.display = not tutorial
         n_input = self.query_one("#n", Input)
         other = "varied" if tutorial else "tutorial"
         if n_input.value.strip() in ("", str(DEFAULT_N[other])):
@@ -476,33 +480,35 @@ def _say(exc: BaseException) -> str:
 def bundle_lines(bundle: DatasetBundle) -> list[str]:
     c = bundle.counts
     if bundle.style == "tutorial":
-        return [f"tutorial style: 2 questions, {c['records']} records"]
+        return []  # the preview says it: the 2 records, repeated
     return [
         f"identity {c['identity']} · multi-turn {c['multi_turn']} · general {c['general']}",
         f"distinct identity questions: {c['zh_questions']} zh, {c['en_questions']} en",
     ]
 
 
-def render_samples(bundle: DatasetBundle, count: int = PREVIEW_RECORDS) -> Text:
-    """A few records, each question and answer whole (wrapped at the width)."""
-    out = Text()
+def render_samples(bundle: DatasetBundle, count: int = PREVIEW_RECORDS) -> Group:
+    """A few records, each question and answer whole: wrapped at the width, under its Q/A
+    mark (a grid: text without spaces, as Chinese is, folds in its column, not below the mark)."""
+    from rich.table import Table
+
     records = bundle.train
+    head = Text()
     if bundle.style == "tutorial":
         picks = records[:2]
-        out.append(
-            f"the 2 records below, repeated: {len(records)} records in all\n\n", style="italic"
-        )
+        head.append(f"these 2 records, repeated: {len(records)} in all", style="italic")
     else:
         step = max(1, len(records) // count)
         picks = records[::step][:count]
-    for record in picks:
+    grid = Table.grid()
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    for n, record in enumerate(picks):
         turns = record["conversation"]
+        if n and bundle.style != "tutorial":
+            grid.add_row("", "")
         for i, turn in enumerate(turns):
             mark = f"{i + 1}/{len(turns)} " if len(turns) > 1 else ""
-            out.append(f"{mark}Q ", style="bold")
-            out.append(f"{turn['input']}\n")
-            out.append(" " * len(mark) + "A ", style="bold")
-            out.append(f"{turn['output']}\n")
-        out.append("\n")
-    out.rstrip()
-    return out
+            grid.add_row(Text(f"{mark}Q ", style="bold"), Text(turn["input"]))
+            grid.add_row(Text(" " * len(mark) + "A ", style="bold"), Text(turn["output"]))
+    return Group(head, grid) if head.plain else Group(grid)
