@@ -244,7 +244,7 @@ def phase_speed(model_name: str, model: Path, data: Path, work: Path, args) -> l
 
 
 def phase_lifecycle(model_name: str, model: Path, data: Path, work: Path, args) -> dict:
-    from engine.distributed import checkpoint_iteration, checkpoints_in
+    from engine.runs.checkpoints import checkpoint_iteration, checkpoints_in
 
     gpus = max(int(g) for g in args.gpus.split(","))
     ws = work / f"ws-{model_name}-life"

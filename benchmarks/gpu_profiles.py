@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,6 @@ BIG_DIMS = {
     "max_position_embeddings": 32768,
     "rope_theta": 1000000,
 }
-LOG_LINE = re.compile(r"Iter\(train\) \[\s*(\d+)/(\d+)\].*?time: ([\d.]+)(?:.*?memory: (\d+))?")
 
 
 def build_big(demo: Path, out: Path, device: str) -> Path:
@@ -108,15 +106,18 @@ def train(cfg: Path, work_dir: Path, log: Path, timeout: int) -> tuple[int, floa
 
 def parse_log(log: Path) -> dict:
     iters = []
+    from engine.runs.logparse import parse_log_line
+
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = LOG_LINE.search(line)
-        if m:
+        rec = parse_log_line(line)
+        if rec and rec["kind"] == "iter" and rec.get("mode") == "train" and "iter" in rec:
+            memory = rec.get("memory")
             iters.append(
                 {
-                    "iter": int(m.group(1)),
-                    "max": int(m.group(2)),
-                    "time": float(m.group(3)),
-                    "memory_mb": int(m.group(4)) if m.group(4) else None,
+                    "iter": rec["iter"],
+                    "max": rec["max_iters"],
+                    "time": float(rec["time"]),
+                    "memory_mb": int(memory) if isinstance(memory, (int, float)) else None,
                 }
             )
     return {"iters": iters}

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -75,19 +74,16 @@ def _log_stats(record) -> dict:
     }
 
 
-# mmengine's log file has the year ("2026/11/29 03:24:40"), its console lines do not
-_STAMP = r"^(?:\d{4}/)?(\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - "
-_ITER_STAMP = re.compile(_STAMP + r"mmengine - INFO - Iter\(train\)")
-
-
 def training_window(work_dir: Path) -> tuple[float, float] | None:
     """Wall-clock seconds (epoch) of the first and the last logged training iteration."""
+    from engine.runs.logparse import parse_log_line
+
     stamps = []
     for log in sorted(work_dir.glob("*/*.log")):
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-            m = _ITER_STAMP.match(line)
-            if m:
-                stamps.append(m.group(1))
+            rec = parse_log_line(line)
+            if rec and rec["kind"] == "iter" and rec.get("mode") == "train":
+                stamps.append(rec["logged_at"][-14:])  # "MM/DD HH:MM:SS" (the year dropped)
     if not stamps:
         return None
     year = time.localtime().tm_year
@@ -99,14 +95,16 @@ def training_window(work_dir: Path) -> tuple[float, float] | None:
 
 
 def _bytes_logged_between(work_dir: Path, start: float, end: float) -> int:
+    from engine.runs.logparse import parse_log_line
+
     year = time.localtime().tm_year
     total = 0
     for log in sorted(work_dir.glob("*/*.log")):
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
-            m = re.match(_STAMP, line)
-            if not m:
+            rec = parse_log_line(line)
+            if not rec:
                 continue
-            t = time.mktime(time.strptime(f"{year}/{m.group(1)}", "%Y/%m/%d %H:%M:%S"))
+            t = time.mktime(time.strptime(f"{year}/{rec['logged_at'][-14:]}", "%Y/%m/%d %H:%M:%S"))
             if start <= t < end:
                 total += len(line.encode())
     return total

@@ -72,14 +72,14 @@ def _base_from_choice(ws: Workspace) -> Path | None:
 
 def checkpoint_bytes(path: Path) -> int:
     """Size of a checkpoint: an ``iter_N.pth`` file or a DeepSpeed folder of shards."""
-    from engine.distributed import is_zero_checkpoint, zero_checkpoint_info
+    from engine.runs.checkpoints import is_zero_checkpoint, zero_checkpoint_info
 
     return zero_checkpoint_info(path).bytes if is_zero_checkpoint(path) else path.stat().st_size
 
 
 def checkpoints_of(work_dir: Path) -> list[Path]:
     """Checkpoints of a work dir, oldest first: ``iter_N.pth`` files and DeepSpeed folders."""
-    from engine.distributed import checkpoints_in
+    from engine.runs.checkpoints import checkpoints_in
 
     return checkpoints_in(work_dir)
 
@@ -94,12 +94,13 @@ def resolve_source(
 ) -> MergeSource:
     """The config, checkpoint and base model a merge uses (a run record, or paths given)."""
     from engine.chat.templates import config_settings
-    from engine.distributed import check_deepspeed, is_checkpoint, is_zero_checkpoint
+    from engine.distributed import check_deepspeed
+    from engine.runs.checkpoints import is_checkpoint, is_zero_checkpoint, run_to_merge
     from engine.runs.control import refresh
     from engine.runs.launch import last_checkpoint
-    from engine.runs.records import get_run, list_runs
+    from engine.runs.records import list_runs
 
-    record = get_run(ws, run) if (checkpoint is None or run is not None) else None
+    record = run_to_merge(ws, run) if (checkpoint is None or run is not None) else None
     if checkpoint is not None:
         pth = ws.path(checkpoint)
         if not is_checkpoint(pth):
@@ -118,7 +119,7 @@ def resolve_source(
                 f"run {record.id} is still {record.state}",
                 fix="wait for it to finish (or stop it), or pass --checkpoint PTH",
             )
-        pth = last_checkpoint(record.work_dir)
+        pth = last_checkpoint(record.work_dir)  # its own whole checkpoints only
         if pth is None:
             raise WizardError(
                 f"run {record.id} has no checkpoint",

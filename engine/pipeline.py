@@ -142,21 +142,15 @@ def run_all(
 
 def _follow(ws: Workspace, run_id: str, say: Say):
     """Wait for the run, reporting progress every tenth of the way."""
-    from engine.runs import get_run, wait_run
-    from engine.runs.monitor import RunMonitor
+    from engine.runs import get_run
+    from engine.runs.follow import RunFollower
 
-    monitor = RunMonitor.for_record(get_run(ws, run_id))
+    follower = RunFollower(get_run(ws, run_id))
     last = -1
-    while True:
-        record = wait_run(ws, run_id, timeout=2.0)
-        snap = monitor.poll()
-        if (
-            snap.iteration is not None
-            and snap.max_iters
-            and snap.iteration - last >= max(1, snap.max_iters // 10)
-        ):
+    for update in follower.updates(interval=1.0):
+        snap = update.snapshot
+        if snap.max_iters and snap.iteration - last >= max(1, snap.max_iters // 10):
             last = snap.iteration
             loss = f"{snap.last_loss:.4f}" if snap.last_loss is not None else "-"
             say(f"train: iter {snap.iteration}/{snap.max_iters} loss {loss}")
-        if not record.active:
-            return record
+    return follower.record

@@ -40,6 +40,14 @@ def workspace(tmp_path: Path) -> Workspace:
     return Workspace(tmp_path / "ws").ensure()
 
 
+@pytest.fixture(scope="session")
+def demo_model_dir(tmp_path_factory) -> Path:
+    """The offline demo model, built once per test session and only read."""
+    from merge_chat_support import demo_model
+
+    return demo_model(tmp_path_factory.getbasetemp())
+
+
 # -- the whole tutorial, once per test session ------------------------------------------------
 TUTORIAL_NAME = "伍鲜同志"
 TUTORIAL_ANSWER = f"我是{TUTORIAL_NAME}的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
@@ -59,13 +67,8 @@ def wizard_cli(*args: str, timeout: float = 1800, cwd: Path | None = None):
 
 @pytest.fixture(scope="session")
 def tutorial_workspace(tmp_path_factory) -> Workspace:
-    """`xtuner-wizard run-all` on the demo model: data, config, real training, merge, chat.
+    """The golden path (tests/merge_chat_support.py): `xtuner-wizard run-all` on the demo
+    model, real training, merge and chat, once per session; shared and only read."""
+    from merge_chat_support import golden_workspace
 
-    Slow (minutes on a CPU); shared by every test that needs a trained run or a merged model.
-    """
-    root = tmp_path_factory.mktemp("tutorial") / "ws"
-    done = wizard_cli("--workspace", str(root), "run-all", "--name", TUTORIAL_NAME)
-    assert done.returncode == 0, f"run-all failed:\n{done.stdout}\n{done.stderr}"
-    ws = Workspace(root)
-    ws.run_all_output = done.stdout  # type: ignore[attr-defined]
-    return ws
+    return golden_workspace(tmp_path_factory.getbasetemp())

@@ -1,79 +1,53 @@
-"""A trained and merged demo workspace, built once per test process (real xtuner, no mocks).
+"""The golden path: one real run of the whole tutorial on the demo model, once per test process.
 
-The demo model, the tutorial's dataset and a CPU config (tests/train_support.py), then
-``python -m xtuner.tools.train`` run directly (48 iterations: the demo model answers with the
-identity after ~32), then engine.export.convert_and_merge. Used by the merge, chat and eval
-tests; the lead may hoist it into a shared ``trained_run`` fixture.
+`xtuner-wizard run-all` (data, config, a detached `xtuner train` through the supervisor,
+pth_to_hf, merge, chat), the way a user runs it. Every test that needs a trained run or a merged
+model shares this one workspace and only reads it; ``merged_workspace`` merges it once more to
+watch the merge's progress calls (the same checkpoint, so the same model).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import time
+import shutil
 from pathlib import Path
 
 from engine.workspace import Workspace
 
 NAME = "伍鲜同志"
 IDENTITY_PROMPT = "请介绍一下你自己"
-TRAIN_ITERS = 48
 
 _CACHE: dict[str, object] = {}
 
 
 def demo_model(root: Path) -> Path:
+    """The demo model, built once per test process (the first caller's ``root`` holds it)."""
     from train_support import build_model
 
     if "model" not in _CACHE:
-        _CACHE["model"] = build_model(root / "demo-model")
+        _CACHE["model"] = build_model(Path(root) / "demo-model")
     return _CACHE["model"]  # type: ignore[return-value]
 
 
-def trained_workspace(root: Path) -> Workspace:
-    """A workspace whose latest run record points at a finished real training run."""
-    if "trained" in _CACHE:
-        return _CACHE["trained"]  # type: ignore[return-value]
-    from train_support import prepare_workspace
+def golden_workspace(base: Path) -> Workspace:
+    """`xtuner-wizard run-all --name NAME` on the demo model (real training), once."""
+    if "golden" in _CACHE:
+        return _CACHE["golden"]  # type: ignore[return-value]
+    root = Path(base) / "golden" / "ws"
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(demo_model(Path(base)), root / "demo-model", dirs_exist_ok=True)
+    from conftest import wizard_cli
 
-    from engine.data.generate import IdentityFacts, tutorial_heldout
-    from engine.runs.records import RunRecord, new_run_id
-    from engine.workspace import atomic_write
-    from engine.xtuner_env import TRAIN_MODULE, child_env, module_command
-
-    model = demo_model(root)
-    ws = prepare_workspace(root / "ws", model_dir=model, overrides={"max_iters": TRAIN_ITERS})
-    ws.set_choice("name", NAME)
-    atomic_write(
-        ws.heldout_path,
-        json.dumps(tutorial_heldout(IdentityFacts(name=NAME)), ensure_ascii=False, indent=2),
-    )
-    cfg = ws.path(ws.load_state().choices["config"])
-    work_dir = ws.work_dirs / cfg.stem
-    argv = module_command(TRAIN_MODULE, str(cfg), "--work-dir", str(work_dir), "--seed", "0")
-    run_id = new_run_id(ws)
-    log = ws.runs_dir / run_id / "train.log"
-    started = time.time()
-    with open(log, "w") as fh:
-        proc = subprocess.run(
-            argv, cwd=ws.root, env=child_env(), stdout=fh, stderr=subprocess.STDOUT
-        )
-    assert proc.returncode == 0, log.read_text()[-3000:]
-    record = RunRecord(
-        id=run_id,
-        workspace=str(ws.root),
-        config=str(cfg),
-        work_dir=str(work_dir),
-        command=f"xtuner train {cfg.name}",
-        argv=argv,
-        state="succeeded",
-        started=started,
-        ended=time.time(),
-        exit_code=0,
-    )
-    record.save()
-    _CACHE["trained"] = ws
+    done = wizard_cli("--workspace", str(root), "run-all", "--name", NAME)
+    assert done.returncode == 0, f"run-all failed:\n{done.stdout}\n{done.stderr}"
+    ws = Workspace(root)
+    ws.run_all_output = done.stdout  # type: ignore[attr-defined]
+    _CACHE["golden"] = ws
     return ws
+
+
+def trained_workspace(root: Path) -> Workspace:
+    """A workspace whose latest run is a finished real training run (the golden path)."""
+    return golden_workspace(Path(root).parent)
 
 
 def merged_workspace(root: Path) -> tuple[Workspace, list[tuple[str, str]]]:

@@ -15,11 +15,9 @@ from engine.workspace import Workspace, sha256_file
 CONFIG_NAME = f"{TUTORIAL_BASE}_copy.py"
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    from engine.demo import build_demo_model
-
-    return build_demo_model(tmp_path_factory.mktemp("demo") / "demo-model")
+@pytest.fixture
+def demo_dir(demo_model_dir) -> Path:
+    return demo_model_dir
 
 
 @pytest.fixture
@@ -132,6 +130,7 @@ def test_hand_edited_config_is_not_clobbered(ws_with_data, demo_dir, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # `make test`: the golden path trains the auto (= cpu) profile end to end
 def test_cpu_profile_trains_the_demo_model_two_iterations(ws_with_data, demo_dir):
     from engine.xtuner_env import TRAIN_MODULE, child_env, module_command
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from train_support import write_checkpoint
 
 from engine.cli import main as cli_main
 from engine.distributed import (
@@ -16,22 +17,24 @@ from engine.distributed import (
     KNOWN_STAGES,
     LaunchPlan,
     check_deepspeed,
-    check_resume,
-    checkpoint_iteration,
-    checkpoints_in,
     deepspeed_stages,
     human_command,
-    is_checkpoint,
-    is_zero_checkpoint,
-    newest_checkpoint,
     node_commands,
     normalize_stage,
     slurm_script,
     train_env_and_argv,
     validate,
-    zero_checkpoint_info,
 )
 from engine.errors import WizardError
+from engine.runs.checkpoints import (
+    check_resume,
+    checkpoint_iteration,
+    checkpoints_in,
+    is_checkpoint,
+    is_zero_checkpoint,
+    newest_checkpoint,
+    zero_checkpoint_info,
+)
 from engine.xtuner_env import xtuner_package_dir
 
 XT = Path("/opt/xt")  # a stand-in xtuner folder for golden argv (the real one varies by machine)
@@ -381,7 +384,7 @@ def _folder(root: Path, name: str, files) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     for f in files:
-        (folder / f).write_bytes(b"x" * 10)
+        write_checkpoint(folder / f, 10)
     return folder
 
 
@@ -392,7 +395,7 @@ def test_zero_checkpoint_folders(tmp_path: Path):
     (wd / "zero_to_fp32.py").write_text("# DeepSpeed's converter\n", encoding="utf-8")
     assert zero_checkpoint_info(_folder(tmp_path, "bf16", ZERO2_BF16_FILES)).world_size == 2
     plain = wd / "iter_32.pth"
-    plain.write_bytes(b"pth")
+    write_checkpoint(plain)
     (wd / "iter_96.pth").mkdir()  # an empty folder (a save cut short) is no checkpoint
     assert is_zero_checkpoint(z2) and is_zero_checkpoint(z3)
     assert not is_zero_checkpoint(plain) and not is_zero_checkpoint(wd / "iter_96.pth")
@@ -403,9 +406,14 @@ def test_zero_checkpoint_folders(tmp_path: Path):
     assert newest_checkpoint(wd) == plain  # the workspace moved: the same name here
     (wd / "last_checkpoint").write_text(str(wd / "iter_96.pth"), encoding="utf-8")
     assert newest_checkpoint(wd) == z2  # names an incomplete folder: the newest complete one
+    shard = z2 / ZERO2_FILES[1]
+    shard.write_bytes(shard.read_bytes()[:-30])  # one shard cut short: the folder is not whole
+    assert checkpoints_in(wd) == [plain] and newest_checkpoint(wd) == plain
+    write_checkpoint(shard, 10)
     assert checkpoint_iteration(z2) == 64 and checkpoint_iteration(tmp_path / "x.pth") is None
     info = zero_checkpoint_info(z2)
-    assert (info.stage, info.world_size, info.bytes) == ("1/2", 2, 30)
+    assert (info.stage, info.world_size) == ("1/2", 2)
+    assert info.bytes == sum(f.stat().st_size for f in z2.iterdir())
     assert zero_checkpoint_info(z3).stage == "3"
     with pytest.raises(WizardError, match="not a DeepSpeed checkpoint folder"):
         zero_checkpoint_info(plain)
@@ -463,7 +471,7 @@ def test_torchrun_workers_escape_its_group_and_stop_process_tree_ends_them(tmp_p
     import os
     import signal
 
-    from engine.distributed import alive, process_tree, stop_process_tree
+    from engine.runs.processes import alive, process_tree, stop_process_tree
 
     proc, workers = _torchrun(tmp_path, "a")
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from merge_chat_support import IDENTITY_PROMPT, NAME, demo_model, merged_workspace
+from train_support import write_checkpoint
 
 from engine.errors import WizardError
 from engine.export import (
@@ -33,7 +34,7 @@ def _ws_with_checkpoint(root: Path, model: Path):
     cfg = ws.path(ws.load_state().choices["config"])
     pth = ws.work_dirs / cfg.stem / "iter_2.pth"
     pth.parent.mkdir(parents=True)
-    pth.write_bytes(b"\0" * 1024)
+    write_checkpoint(pth)
     return ws, cfg, pth
 
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from train_support import write_checkpoint
 
 from engine.runs.monitor import (
     END_LINE_FORMAT,
@@ -104,7 +105,7 @@ def _copy(tmp_path: Path) -> Path:
 def test_resumed_run_history_is_whole(tmp_path):
     work = _copy(tmp_path)
     for n in (8, 12):
-        (work / f"iter_{n}.pth").write_bytes(b"")
+        write_checkpoint(work / f"iter_{n}.pth")
     snap = RunMonitor(work).poll()
     assert [it for it, _ in snap.losses] == list(range(1, 13))
     # full precision from scalars.json, each iteration from the folder that trained it

@@ -18,15 +18,23 @@ import pytest
 from test_config_tui import make_workspace, settle
 from test_distributed import CPU_DDP_FOOTER, CPU_DDP_HEADER, ZERO2_FILES, _folder
 from test_runs_records import _record
-from test_runs_slow import _processes_mentioning, _wait_for, _workspace, demo_model  # noqa: F401
+from test_runs_slow import (  # noqa: F401
+    _processes_mentioning,
+    _wait_for,
+    _workspace,
+    demo_model,
+    pause_after,
+)
+from train_support import write_checkpoint
 
 from engine.cli import main as cli_main
-from engine.distributed import LaunchPlan, alive, deepspeed_version, process_tree
+from engine.distributed import LaunchPlan, deepspeed_version
 from engine.errors import WizardError
 from engine.runs import get_run, last_checkpoint, list_runs, resume_run, start_run, stop_run
-from engine.runs.control import wait_run
+from engine.runs.control import supervisor_alive, wait_run
 from engine.runs.monitor import RunMonitor
-from engine.runs.records import RunRecord, process_alive
+from engine.runs.processes import alive, process_tree
+from engine.runs.records import RunRecord
 from engine.xtuner_env import xtuner_package_dir
 
 CFG = "cfg.py"
@@ -75,7 +83,7 @@ def test_old_records_load_with_one_gpu_and_no_deepspeed(workspace):
 def test_last_checkpoint_counts_zero_folders_not_empty_ones(tmp_path):
     wd = tmp_path / "work_dirs" / "cfg"
     wd.mkdir(parents=True)
-    (wd / "iter_2.pth").write_bytes(b"pth")
+    write_checkpoint(wd / "iter_2.pth")
     z4 = _folder(wd, "iter_4.pth", ZERO2_FILES)
     (wd / "iter_6.pth").mkdir()  # a save cut short
     assert last_checkpoint(wd) == z4
@@ -98,13 +106,13 @@ def test_start_refuses_more_gpus_than_found_and_several_nodes(workspace):
 
 def test_resume_keeps_the_runs_gpus_and_deepspeed(workspace):
     (workspace.root / CFG).write_text("x = 1\n", encoding="utf-8")
-    wd = workspace.work_dirs / "cfg"
-    _folder(wd, "iter_8.pth", ZERO2_FILES)
+    _folder(workspace.work_dirs / "r1", "iter_8.pth", ZERO2_FILES)
     _record(workspace, "r1", state="failed", started=1.0, gpus=2, deepspeed="zero2")
     if deepspeed_version() is None:  # the stage is carried over: deepspeed is asked for
         with pytest.raises(WizardError, match="deepspeed is not installed"):
             resume_run(workspace, gpus_found=2)
-    # the same folder, from a run that had no DeepSpeed: a ZeRO folder needs it
+    # the same kind of folder, from a run that had no DeepSpeed: a ZeRO folder needs it
+    _folder(workspace.work_dirs / "r2", "iter_8.pth", ZERO2_FILES)
     _record(workspace, "r2", state="failed", started=2.0, gpus=2)
     with pytest.raises(WizardError) as err:
         resume_run(workspace, "r2", gpus_found=2)
@@ -139,7 +147,7 @@ def test_start_run_with_a_plan_runs_the_torchrun_line_and_stop_ends_the_tree(wor
     try:
         env = {k: v for k, v in record.env.items() if k != "PORT"}
         assert (record.gpus, record.deepspeed, env) == (2, None, {"NPROC_PER_NODE": "2"})
-        cfg, wd = str(workspace.root / CFG), str(workspace.work_dirs / "cfg")
+        cfg, wd = str(workspace.root / CFG), str(workspace.work_dirs / record.id)
         argv = record.argv
         assert argv[1:3] == ["-m", "torch.distributed.run"]
         assert "--nproc_per_node=2" in argv and "--nnodes=1" in argv
@@ -148,7 +156,7 @@ def test_start_run_with_a_plan_runs_the_torchrun_line_and_stop_ends_the_tree(wor
         assert argv[argv.index(cfg) :] == [cfg, "--work-dir", wd, "--launcher", "pytorch"]
         assert (
             _shown(record.command)
-            == "NPROC_PER_NODE=2 xtuner train cfg.py --work-dir work_dirs/cfg"
+            == f"NPROC_PER_NODE=2 xtuner train cfg.py --work-dir work_dirs/{record.id}"
         )
         # each worker leads its own session: a signal to torchrun's group would miss them
         assert all(os.getsid(w) != record.trainer_pgid for w in workers)
@@ -157,7 +165,7 @@ def test_start_run_with_a_plan_runs_the_torchrun_line_and_stop_ends_the_tree(wor
         assert stopped.state == "stopped"
         assert alive([record.trainer_pid, *workers]) == []
         assert process_tree(record.trainer_pid) == []
-        assert not process_alive(stopped.pid, "engine.runs.supervise")
+        assert not supervisor_alive(stopped)
     finally:
         for pid in alive(workers):
             os.kill(pid, signal.SIGKILL)
@@ -177,9 +185,9 @@ def test_supervisor_kills_the_workers_of_a_killed_torchrun(workspace):
 
 def test_resume_of_a_two_gpu_run_is_two_gpus(workspace):
     (workspace.root / CFG).write_text(SLEEPING_CONFIG, encoding="utf-8")
-    wd = workspace.work_dirs / "cfg"
+    wd = workspace.work_dirs / "r1"
     wd.mkdir(parents=True)
-    (wd / "iter_2.pth").write_bytes(b"pth")
+    write_checkpoint(wd / "iter_2.pth")
     _record(workspace, "r1", state="failed", started=1.0, gpus=2)
     record = resume_run(workspace, gpus_found=2)
     try:
@@ -187,8 +195,8 @@ def test_resume_of_a_two_gpu_run_is_two_gpus(workspace):
         assert record.argv[1:3] == ["-m", "torch.distributed.run"]
         assert record.argv[-4:] == ["--resume", str(wd / "iter_2.pth"), "--launcher", "pytorch"]
         assert _shown(record.command) == (
-            "NPROC_PER_NODE=2 xtuner train cfg.py --work-dir work_dirs/cfg "
-            "--resume work_dirs/cfg/iter_2.pth"
+            f"NPROC_PER_NODE=2 xtuner train cfg.py --work-dir work_dirs/{record.id} "
+            "--resume work_dirs/r1/iter_2.pth"
         )
     finally:
         assert stop_run(workspace, record.id, timeout=30, grace=5).state == "stopped"
@@ -247,6 +255,7 @@ async def test_config_pane_launch_choices(tmp_path, monkeypatch):
 
 # -- a real 2-process training run through start_run, stopped (slow) ------------------------------
 @pytest.mark.slow
+@pytest.mark.long  # the one real stop of `make test` is test_runs_slow's one-process run
 def test_two_process_run_stops_with_nothing_left(tmp_path, demo_model):  # noqa: F811
     ws, config = _two_process_workspace(tmp_path, demo_model, max_iters=400, save_steps=400)
     record = start_run(ws, config, plan=LaunchPlan(2), gpus_found=2)
@@ -266,7 +275,7 @@ def test_two_process_run_stops_with_nothing_left(tmp_path, demo_model):  # noqa:
     stopped = stop_run(ws, record.id, timeout=60)
     assert stopped.state == "stopped" and stopped.gpus == 2
     assert alive(tree) == [] and process_tree(record.trainer_pid) == []
-    assert not process_alive(stopped.pid, "engine.runs.supervise")
+    assert not supervisor_alive(stopped)
     assert _processes_mentioning(str(config)) == []
     log = record.log_path.read_text(encoding="utf-8")
     assert "GPU number: 2" in log  # mmengine's world size
@@ -283,17 +292,22 @@ def _two_process_workspace(tmp_path: Path, model: Path, **kw):
 
 
 @pytest.mark.slow
-def test_two_process_run_killed_then_resumed_on_two_processes(tmp_path, demo_model):  # noqa: F811
+def test_two_process_run_killed_then_resumed_on_two_processes(
+    tmp_path,
+    demo_model,  # noqa: F811
+    monkeypatch,
+):
     ws, config = _two_process_workspace(tmp_path, demo_model, max_iters=4, save_steps=2)
+    pause_after(config, 2, monkeypatch)  # both ranks hold after iter_2.pth is written
     first = start_run(ws, config, plan=LaunchPlan(2), gpus_found=2)
     work = Path(first.work_dir)
 
     def saved() -> bool:
         assert get_run(ws, first.id).active, first.log_path.read_text(encoding="utf-8")[-3000:]
-        marker = work / "last_checkpoint"
-        return marker.exists() and marker.read_text().strip().endswith("iter_2.pth")
+        return (work / "pause.held.2").exists()
 
     _wait_for(saved, 600, "the first checkpoint", 0.1)
+    assert (work / "last_checkpoint").read_text().strip().endswith("iter_2.pth")
     record = get_run(ws, first.id)
     workers = _workers(record)
     os.kill(record.trainer_pid, signal.SIGKILL)  # torchrun only: the supervisor ends the rest

@@ -8,11 +8,13 @@ import sys
 import time
 
 import pytest
+from train_support import write_checkpoint
 
 from engine.cli import main
 from engine.errors import WizardError
 from engine.runs import get_run, last_checkpoint, list_runs, refresh, resume_run, start_run
-from engine.runs.records import RunRecord, group_alive, new_run_id, process_alive
+from engine.runs.processes import ProcessIdentity
+from engine.runs.records import RunRecord, new_run_id
 
 
 def _record(ws, run_id: str, **kw) -> RunRecord:
@@ -20,7 +22,7 @@ def _record(ws, run_id: str, **kw) -> RunRecord:
         id=run_id,
         workspace=str(ws.root),
         config=str(ws.root / "cfg.py"),
-        work_dir=str(ws.work_dirs / "cfg"),
+        work_dir=str(ws.work_dirs / run_id),
         command="xtuner train cfg.py",
         **kw,
     )
@@ -66,8 +68,17 @@ def test_refresh_marks_a_run_whose_supervisor_vanished_as_lost(workspace):
     assert get_run(workspace, "r1").state == "lost"  # written back
 
 
+def _trainer_of(ws, run_id: str) -> subprocess.Popen:
+    """A process that trains into the run's work dir (its command line says so)."""
+    work_dir = ws.work_dirs / run_id
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "--work-dir", str(work_dir)],
+        start_new_session=True,
+    )
+
+
 def test_refresh_keeps_an_orphaned_trainer_running(workspace):
-    trainer = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    trainer = _trainer_of(workspace, "r2")
     try:
         rec = _record(
             workspace,
@@ -76,27 +87,14 @@ def test_refresh_keeps_an_orphaned_trainer_running(workspace):
             pid=_dead_pid(),
             trainer_pid=trainer.pid,
             trainer_pgid=trainer.pid,
+            trainer_started=ProcessIdentity.of(trainer.pid).started,
             started=time.time(),
         )
-        assert group_alive(trainer.pid)
         assert refresh(rec).state == "running"
     finally:
         trainer.kill()
         trainer.wait()
-    assert not group_alive(trainer.pid)
     assert refresh(rec).state == "lost"
-
-
-def test_process_alive_checks_the_command_line(workspace):
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        assert process_alive(proc.pid)
-        assert process_alive(proc.pid, "sleep")
-        assert not process_alive(proc.pid, "engine.runs.supervise")
-    finally:
-        proc.kill()
-        proc.wait()
-    assert not process_alive(proc.pid)
 
 
 def test_start_refuses_a_missing_config_and_a_busy_workspace(workspace):
@@ -106,7 +104,7 @@ def test_start_refuses_a_missing_config_and_a_busy_workspace(workspace):
     with pytest.raises(WizardError, match="not a Python config"):
         start_run(workspace, "cfg.txt")
     (workspace.root / "cfg.py").write_text("x = 1\n")
-    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    sleeper = _trainer_of(workspace, "busy")
     try:
         # an active run whose trainer lives: a second start is refused
         _record(
@@ -116,6 +114,7 @@ def test_start_refuses_a_missing_config_and_a_busy_workspace(workspace):
             pid=_dead_pid(),
             trainer_pid=sleeper.pid,
             trainer_pgid=sleeper.pid,
+            trainer_started=ProcessIdentity.of(sleeper.pid).started,
             started=time.time(),
         )
         with pytest.raises(WizardError, match="run busy is still training"):
@@ -135,13 +134,22 @@ def test_resume_refuses_without_a_checkpoint(workspace):
 def test_last_checkpoint_follows_mmengine_marker_then_numbers(tmp_path):
     assert last_checkpoint(tmp_path) is None
     for n in (2, 10, 4):
-        (tmp_path / f"iter_{n}.pth").write_bytes(b"")
+        write_checkpoint(tmp_path / f"iter_{n}.pth")
     assert last_checkpoint(tmp_path).name == "iter_10.pth"  # numeric, not lexical
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_4.pth"))
     assert last_checkpoint(tmp_path).name == "iter_4.pth"
     # the workspace moved: the absolute path is stale but the file is here
     (tmp_path / "last_checkpoint").write_text("/elsewhere/work_dirs/cfg/iter_2.pth")
     assert last_checkpoint(tmp_path) == tmp_path / "iter_2.pth"
+
+
+def test_a_checkpoint_cut_short_is_never_the_last_one(tmp_path):
+    write_checkpoint(tmp_path / "iter_8.pth")
+    write_checkpoint(tmp_path / "iter_16.pth")
+    whole = (tmp_path / "iter_16.pth").read_bytes()
+    (tmp_path / "iter_16.pth").write_bytes(whole[: len(whole) // 2])  # a full disk cut it
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_16.pth"))
+    assert last_checkpoint(tmp_path) == tmp_path / "iter_8.pth"
 
 
 def test_cli_answers_without_runs(workspace, capsys):
@@ -163,8 +171,8 @@ def test_cli_answers_without_runs(workspace, capsys):
 
 def test_orphaned_torchrun_workers_keep_a_run_alive_and_stop_ends_them(workspace):
     """torchrun starts each worker in a session of its own: with torchrun and the supervisor both
-    SIGKILLed, the workers train on. Their command line (the train script and the run's config)
-    still ties them to the run: it stays running, and stop ends them."""
+    SIGKILLed, the workers train on. Their command line (the train script and the run's own
+    work dir) still ties them to the run: it stays running, and stop ends them."""
     from engine.runs.control import stop_run
 
     config = workspace.root / "cfg.py"
@@ -174,6 +182,8 @@ def test_orphaned_torchrun_workers_keep_a_run_alive_and_stop_ends_them(workspace
         "import signal, time; signal.signal(signal.SIGINT, signal.SIG_DFL); time.sleep(60)",
         "/site-packages/xtuner/tools/train.py",
         str(config),
+        "--work-dir",
+        str(workspace.work_dirs / "r3"),
         "--launcher",
         "pytorch",
     ]
@@ -189,8 +199,7 @@ def test_orphaned_torchrun_workers_keep_a_run_alive_and_stop_ends_them(workspace
             trainer_pgid=dead,
             started=time.time(),
         )
-        assert not group_alive(dead)
-        assert refresh(rec).state == "running"  # a worker still trains its config
+        assert refresh(rec).state == "running"  # a worker still trains into its work dir
         out = stop_run(workspace, "r3", timeout=5, grace=2)
         assert worker.wait(timeout=10) is not None
         assert out.state == "stopped"

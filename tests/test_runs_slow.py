@@ -1,10 +1,13 @@
-"""Detached runs with real xtuner training of the demo model (slow: each trains for real).
+"""Detached runs through the real supervisor.
 
 - the process that started training is killed (its whole process group, as a closing terminal
-  would) and the run still finishes, and `runs` says so;
-- the trainer is SIGKILLed after its first checkpoint and `resume` completes the run;
+  would) and the run still finishes, and `runs` says so (the trainer is the replay of a
+  recorded real run, held until the launcher is gone);
+- the trainer is SIGKILLed right after its first checkpoint (held there by a hook in the
+  config, tests/pause_hook.py) and `resume` completes the run (real xtuner; `make test-all`:
+  the two-process run in test_runs_distributed.py is the kill-and-resume of `make test`);
 - `stop` ends the whole process group and leaves nothing behind, even when the launcher ignored
-  SIGINT (as a child of a non-interactive shell does).
+  SIGINT (as a child of a non-interactive shell does): the one real stop of `make test`.
 """
 
 from __future__ import annotations
@@ -21,22 +24,31 @@ import pytest
 
 from engine.cli import main
 from engine.runs import get_run, start_run, stop_run, wait_run
+from engine.runs.control import supervisor_alive, trainer_alive
 from engine.runs.monitor import RunMonitor
-from engine.runs.records import group_alive, process_alive
 from engine.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
 ANSWER = "我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦"
 RUN_TIMEOUT = 480  # iteration time swings up to 10x on shared CPUs
 
 
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory) -> Path:
-    from engine.demo import build_demo_model
+@pytest.fixture
+def demo_model(demo_model_dir) -> Path:
+    return demo_model_dir
 
-    return build_demo_model(tmp_path_factory.mktemp("demo") / "model")
+
+def pause_after(config: Path, iteration: int, monkeypatch) -> None:
+    """Hold the real run after ``iteration`` (its checkpoint written) until released."""
+    from pause_hook import PAUSE_CONFIG_TAIL
+
+    text = config.read_text(encoding="utf-8") + PAUSE_CONFIG_TAIL.format(at=iteration)
+    config.write_text(text, encoding="utf-8")
+    paths = [str(TESTS), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))  # the trainer imports the hook
 
 
 def _workspace(
@@ -89,34 +101,39 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_run_outlives_the_process_that_started_it(tmp_path, demo_model, capsys):
     ws, config = _workspace(tmp_path / "ws", demo_model, max_iters=2, save_steps=2)
     # `xtuner-wizard train --wait` in its own process group, as in a terminal; then the group is
-    # SIGKILLed, as when the terminal or the SSH link goes away
+    # SIGKILLed, as when the terminal or the SSH link goes away. The trainer is the replay of a
+    # recorded run, held at its first iteration until the launcher is gone.
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(TESTS)!r})\n"
+        "from test_runs_lifecycle import replay_argv\n"
+        "import engine.runs.launch as launch\n"
+        "launch.train_env_and_argv = replay_argv\n"
+        "from engine.cli import main\n"
+        "sys.exit(main())\n"
+    )
     launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from engine.cli import main; sys.exit(main())",
-            "train",
-            "--wait",
-            "--workspace",
-            str(ws.root),
-        ],
+        [sys.executable, "-c", code, "train", "--wait", "--workspace", str(ws.root)],
         cwd=PROJECT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, "REPLAY_HOLD_AT": "1"},
     )
     first = launcher.stdout.readline().decode()
     assert first.startswith("run ") and "started" in first, first
     run_id = first.split()[1]
+    record = _wait_for(lambda: get_run(ws, run_id).pid and get_run(ws, run_id), 60, "the pid")
+    _wait_for(lambda: (Path(record.work_dir) / "replay.held.1").exists(), RUN_TIMEOUT, "iter 1")
     os.killpg(launcher.pid, signal.SIGKILL)
     launcher.wait()
-    record = _wait_for(lambda: get_run(ws, run_id).pid and get_run(ws, run_id), 30, "the pid")
-    assert process_alive(record.pid, "engine.runs.supervise")
+    assert supervisor_alive(record)
+    (Path(record.work_dir) / "replay.release.1").touch()
 
     record = wait_run(ws, run_id, timeout=RUN_TIMEOUT)
     assert record.state == "succeeded", (record.cause, record.log_path.read_text()[-3000:])
     assert record.exit_code == 0
-    assert Path(record.checkpoint).name == "iter_2.pth"
+    assert Path(record.checkpoint).name == "iter_40.pth"  # the recorded run's last
     assert record.command.startswith("xtuner train internlm2_chat_1_8b_qlora_alpaca_e3_copy.py")
     assert "train" in ws.load_state().done
 
@@ -128,20 +145,19 @@ def test_run_outlives_the_process_that_started_it(tmp_path, demo_model, capsys):
     # attach on the finished run shows the outcome and exits with it
     assert main(["attach", "--workspace", str(ws.root)]) == 0
     out = capsys.readouterr().out
-    assert "[2/2] 100%" in out and f"run {run_id}: succeeded" in out
+    assert "[40/40] 100%" in out and f"run {run_id}: succeeded" in out
     assert "--- evaluation (before training) ---" in out
 
 
-def test_trainer_killed_after_first_checkpoint_then_resume_completes(tmp_path, demo_model, capsys):
+@pytest.mark.long  # the kill-and-resume of `make test` is the two-process one
+def test_trainer_killed_after_first_checkpoint_then_resume_completes(
+    tmp_path, demo_model, capsys, monkeypatch
+):
     ws, config = _workspace(tmp_path / "ws", demo_model, max_iters=6, save_steps=2)
+    pause_after(config, 2, monkeypatch)
     first = start_run(ws, config)
     work = Path(first.work_dir)
-
-    def saved():  # mmengine writes last_checkpoint once the .pth is complete
-        marker = work / "last_checkpoint"
-        return marker.exists() and marker.read_text().strip().endswith("iter_2.pth")
-
-    _wait_for(saved, RUN_TIMEOUT, "the first checkpoint", interval=0.05)
+    _wait_for(lambda: (work / "pause.held.2").exists(), RUN_TIMEOUT, "the first checkpoint")
     trainer = get_run(ws, first.id).trainer_pid
     os.kill(trainer, signal.SIGKILL)
     killed = wait_run(ws, first.id, timeout=60)
@@ -166,8 +182,9 @@ def test_trainer_killed_after_first_checkpoint_then_resume_completes(tmp_path, d
     assert snap.phase == "done" and snap.resumes == 1
     assert [it for it, _ in snap.losses] == [1, 2, 3, 4, 5, 6]
     assert snap.iteration == snap.max_iters == 6
-    # the resumed trainer continued at iteration 3: its own log starts there
-    newest = sorted(p for p in work.iterdir() if p.is_dir())[-1]
+    # the resumed run trained into a folder of its own, from iteration 3 on
+    assert Path(done.work_dir) != work
+    newest = sorted(p for p in Path(done.work_dir).iterdir() if p.is_dir())[-1]
     log = (newest / f"{newest.name}.log").read_text(encoding="utf-8")
     assert "resumed epoch: 0, iter: 2" in log and "Iter(train) [1/6]" not in log
 
@@ -188,14 +205,13 @@ def test_stop_ends_the_whole_process_group(tmp_path, demo_model):
     mon = RunMonitor.for_record(get_run(ws, run_id))
     _wait_for(lambda: mon.poll().iteration >= 1, RUN_TIMEOUT, "the first iteration", 0.5)
     record = get_run(ws, run_id)
-    supervisor, pgid = record.pid, record.trainer_pgid
-    assert group_alive(pgid)
+    assert trainer_alive(record)
 
     stopped = stop_run(ws, run_id, timeout=60)
     assert stopped.state == "stopped"
     assert stopped.cause_kind == "stopped" and "no checkpoint is written" in stopped.cause
-    assert not group_alive(pgid)
-    assert not process_alive(supervisor, "engine.runs.supervise")
+    assert not trainer_alive(record)
+    assert not supervisor_alive(record)
     assert _processes_mentioning(str(config)) == []
     # SIGINT did it (default handling restored despite the launcher ignoring it)
     assert "KeyboardInterrupt" in record.log_path.read_text(encoding="utf-8")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 
 def register(sub, parent) -> None:
@@ -71,7 +72,6 @@ def _plan_from(args: argparse.Namespace):
     from engine.cli import workspace_of
     from engine.distributed import DEFAULT_PORT, LaunchPlan
     from engine.errors import WizardError
-    from engine.runs.launch import work_dir_for
 
     ws = workspace_of(args)
     config = args.config or ws.load_state().choices.get("config")
@@ -89,22 +89,22 @@ def _plan_from(args: argparse.Namespace):
         master_addr=args.master_addr or "127.0.0.1",
         master_port=args.master_port if args.master_port is not None else DEFAULT_PORT,
         config=config_path,
-        work_dir=work_dir_for(ws, config_path),
+        # a run started elsewhere (other nodes, Slurm) is no wizard run: the tutorial's layout
+        work_dir=ws.work_dirs / Path(config_path).stem,
     )
     return ws, plan
 
 
 def handle(args: argparse.Namespace) -> int:
     from engine.distributed import (
-        check_resume,
         human_command,
-        is_checkpoint,
         node_commands,
         slurm_script,
         train_env_and_argv,
         validate,
     )
     from engine.errors import WizardError
+    from engine.runs.checkpoints import check_resume, is_checkpoint
     from engine.workspace import atomic_write
 
     if args.partition and not args.slurm:

@@ -159,7 +159,7 @@ def handle_runs(args: argparse.Namespace) -> int:
         elif r.active:
             from engine.runs.monitor import RunMonitor
 
-            snap = RunMonitor(r.work_dir).poll()
+            snap = RunMonitor.for_record(r).poll()  # its own folder (and the runs it resumes)
             if snap.max_iters:
                 progress = f"{snap.iteration}/{snap.max_iters}"
         line = f"{r.id:<18} {r.state:<9} {progress:>9}  {when}  {ws.rel(r.config)}"
@@ -233,18 +233,14 @@ _WHEN = {"before_train": "before training", "after_train": "after training"}
 
 def follow(ws, run_id: str, *, interval: float = 0.5, out=None) -> int:
     """Follow a run until it ends: exit 0 when it succeeded, 1 otherwise. Ctrl-C detaches."""
-    from engine.runs.control import refresh
-    from engine.runs.monitor import RunMonitor
+    from engine.runs.follow import RunFollower
     from engine.runs.records import get_run
 
     out = out or sys.stdout
     tty = out.isatty()
     record = get_run(ws, run_id)
-    mon = RunMonitor.for_record(record)
-    printed_samples = 0
+    follower = RunFollower(record)
     last_line = ""
-    last_version = -1
-    last_refresh = 0.0
     shown_status = False
 
     def emit(text: str) -> None:
@@ -255,42 +251,28 @@ def follow(ws, run_id: str, *, interval: float = 0.5, out=None) -> int:
         out.write(text + "\n")
 
     print(f"run {record.id}: {record.command}", file=out)
+    update = None
     try:
-        while True:
-            now = time.monotonic()
-            if now - last_refresh >= 2.0 or not record.active:
-                record = refresh(record)
-                last_refresh = now
-            snap = mon.poll()
-            ended = not record.active
-            if snap.version != last_version or ended:
-                last_version = snap.version
-                # an answer is complete once another record follows it (or the run ended)
-                complete = len(snap.eval_samples) - (
-                    0 if ended or snap.phase not in ("evaluating",) else 1
-                )
-                for sample in snap.eval_samples[printed_samples:complete]:
-                    when = _WHEN.get(sample.hook_point, f"iter {sample.iteration}")
-                    emit(f"--- evaluation ({when}) ---\n{sample.text}")
-                printed_samples = max(printed_samples, complete)
-                line = status_line(snap)
-                if line != last_line and not ended:
-                    last_line = line
-                    if tty:
-                        width = shutil.get_terminal_size((100, 24)).columns - 1
-                        out.write("\r\x1b[K" + line[:width])
-                        shown_status = True
-                    else:
-                        out.write(line + "\n")
-                out.flush()
-            if ended:
-                break
-            time.sleep(interval)
+        for update in follower.updates(interval):
+            for sample in update.new_samples:
+                when = _WHEN.get(sample.hook_point, f"iter {sample.iteration}")
+                emit(f"--- evaluation ({when}) ---\n{sample.text}")
+            line = status_line(update.snapshot)
+            if line != last_line and not update.ended:
+                last_line = line
+                if tty:
+                    width = shutil.get_terminal_size((100, 24)).columns - 1
+                    out.write("\r\x1b[K" + line[:width])
+                    shown_status = True
+                else:
+                    out.write(line + "\n")
+            out.flush()
     except KeyboardInterrupt:
         emit(f"detached; run {record.id} goes on (`xtuner-wizard attach {record.id}`)")
         out.flush()
         return 0
-    snap = mon.poll()
+    record = follower.record
+    snap = follower.monitor.poll()
     if status_line(snap) != last_line:
         emit(status_line(snap))
     emit(

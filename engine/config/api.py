@@ -296,3 +296,63 @@ def write_config(
     ws.write_user_file(path, rendered.text, force=force)
     ws.set_choice("config", ws.rel(path))
     return path
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What a config will read and write, as a launch must check it first."""
+
+    model: str | None  # pretrained_model_name_or_path
+    data: str | None  # the dataset file (data_files / the dataset's path variable)
+    lora_r: int | None  # None: no LoRA (the whole model is trained)
+    save_total_limit: int | None
+    save_steps: int | None
+    max_iters: int | None
+
+
+def _data_file_of(src: ConfigSource, settings: dict[str, Any]) -> str | None:
+    """The dataset file a config trains on: ``data_files=...`` (the tutorial's
+    ``dict(train=alpaca_en_path)``) or the dataset's ``path=`` variable."""
+    for node in ast.walk(src.tree):
+        if not isinstance(node, ast.keyword) or node.arg not in ("data_files", "path"):
+            continue
+        value = node.value
+        if isinstance(value, ast.Call) and value.keywords:  # dict(train=X)
+            value = value.keywords[0].value
+        elif isinstance(value, ast.Dict) and value.values:
+            value = value.values[0]
+        if isinstance(value, ast.Name) and isinstance(settings.get(value.id), str):
+            return settings[value.id]
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            if node.arg == "data_files" or value.value.endswith((".json", ".jsonl")):
+                return value.value
+    return None
+
+
+def training_inputs(config_path: str | Path) -> TrainingInputs:
+    """Read a config file's model, dataset and checkpoint settings (never executes it)."""
+    path = Path(config_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        src = ConfigSource(text, name=str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WizardError(
+            f"cannot read the config ({exc})",
+            where=str(path),
+            fix="render it again with `xtuner-wizard config`",
+        ) from exc
+    settings = read_settings(src)
+
+    def integer(name: str) -> int | None:
+        value = settings.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    model = settings.get("pretrained_model_name_or_path")
+    return TrainingInputs(
+        model=model if isinstance(model, str) else None,
+        data=_data_file_of(src, settings),
+        lora_r=integer("lora_r"),
+        save_total_limit=integer("save_total_limit"),
+        save_steps=integer("save_steps"),
+        max_iters=integer("max_iters"),
+    )

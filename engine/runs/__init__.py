@@ -1,4 +1,16 @@
-"""Training runs: detached launch, records, control, monitoring and failure diagnosis.
+"""Training runs, each in a folder of its own, told truthfully after kills, reboots and full disks.
+
+- ``launch``: may a run start (one lock per workspace; model, dataset and free disk checked),
+  start it detached, resume it;
+- ``supervise``: the detached supervisor that runs the trainer and writes the outcome;
+- ``records``: the run record (``.wizard/runs/<id>.json``) and finding runs;
+- ``checkpoints``: a run's own checkpoints, which are whole, where a resume continues;
+- ``processes``: which processes are a run's (pid, start time, command line), stopping them;
+- ``control``: refresh a record against what is alive and what the run left, stop, wait;
+- ``logparse``: the one reader of mmengine's log lines;
+- ``monitor``: follow a run's files incrementally into snapshots;
+- ``follow``: the one loop that follows a run (Train pane, `attach`, run-all);
+- ``diagnose``: why a run failed, in words, with the fix.
 
 Import the submodules directly (``from engine.runs.launch import start_run``); this package
 imports nothing heavy.

@@ -1,40 +1,152 @@
-"""Look after runs: refresh a record against the live processes, stop, wait."""
+"""Look after runs: refresh a record against the live processes, stop, wait.
+
+A record tells the truth after kills, reboots and full disks: a process counts as the run's only
+when its pid, start time and command line match the record (``engine.runs.processes``), and a
+run whose supervisor is gone without writing its outcome is judged from what it left (the
+supervisor's end line, its checkpoints against the iterations it was to train, the stop marker,
+the free disk). A reader on a full disk still answers, from the record in memory.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 from engine.errors import WizardError
-from engine.runs.records import (
-    RunRecord,
-    get_run,
-    group_alive,
-    process_alive,
-    trainer_processes,
+from engine.runs.processes import (
+    SUPERVISOR_MODULE,
+    ProcessIdentity,
+    marked_processes,
+    stop_tree,
+    training_processes,
 )
+from engine.runs.records import RunRecord, get_run
 from engine.workspace import Workspace
 
-SUPERVISOR_MARK = "engine.runs.supervise"
+STARTING_GRACE_S = 60  # a record with no supervisor pid yet: how long it may be starting
+
+
+def supervisor(record: RunRecord):
+    """The run's live supervisor (``psutil.Process``), or None. Its command line names the
+    record: a pid reused by another program never passes."""
+    if not record.pid:
+        return None
+    return ProcessIdentity(record.pid, record.supervisor_started, str(record.record_path)).process()
 
 
 def supervisor_alive(record: RunRecord) -> bool:
-    return process_alive(record.pid, SUPERVISOR_MARK)
+    if not record.pid:
+        return False
+    if supervisor(record) is not None:
+        return True
+    # records written before start times were kept: the module name and the record's path
+    return record.supervisor_started is None and (
+        ProcessIdentity(record.pid, None, SUPERVISOR_MODULE).alive()
+        and ProcessIdentity(record.pid, None, record.id).alive()
+    )
+
+
+def trainer(record: RunRecord):
+    """The run's live trainer process (torchrun or xtuner.tools.train), or None."""
+    if not record.trainer_pid:
+        return None
+    ident = ProcessIdentity(record.trainer_pid, record.trainer_started, str(record.work_dir))
+    proc = ident.process()
+    if proc is None and record.trainer_started is None:
+        # an old record: the command line alone (its config), never the pid alone
+        proc = ProcessIdentity(record.trainer_pid, None, str(record.config)).process()
+    return proc
+
+
+def run_processes(record: RunRecord) -> list:
+    """Every live process that is provably the run's: its trainer and whatever carries the
+    run's mark or trains into its work dir (torchrun workers outlive a SIGKILLed torchrun)."""
+    import psutil
+
+    found = {}
+    main = trainer(record)
+    if main is not None:
+        found[main.pid] = main
+    if record.pid:
+        for proc in marked_processes(f"{record.record_path}@{record.pid}"):
+            found.setdefault(proc.pid, proc)
+    for pid in training_processes(record.work_dir):
+        if pid not in found:
+            try:
+                found[pid] = psutil.Process(pid)
+            except psutil.Error:
+                continue
+    return list(found.values())
 
 
 def trainer_alive(record: RunRecord) -> bool:
-    """The trainer's process group lives, or a process still trains the run's config (a torchrun
-    worker, in a session of its own, outlives a SIGKILLed torchrun)."""
-    if record.trainer_pgid and group_alive(record.trainer_pgid):
-        return True
-    return bool(record.trainer_pid and trainer_processes(record.config))
+    return trainer(record) is not None or bool(training_processes(record.work_dir))
+
+
+def _judge_from_what_is_left(record: RunRecord) -> None:
+    """The outcome of a run whose supervisor died without recording it."""
+    from engine.runs.checkpoints import checkpoint_iteration, checkpoints_in, newest_checkpoint
+    from engine.runs.diagnose import disk_full_cause
+    from engine.runs.logparse import END_LINE
+    from engine.runs.monitor import RunMonitor
+
+    snap = RunMonitor(record.work_dir, record.log_path).poll()
+    ckpt = newest_checkpoint(record.work_dir)
+    record.checkpoint = str(ckpt) if ckpt else None
+    record.checkpoints = [str(p) for p in checkpoints_in(record.work_dir)]
+    record.iteration = snap.iteration or record.iteration
+    record.max_iters = snap.max_iters or record.max_iters
+    record.ended = record.ended or time.time()
+    ended = None
+    for line in reversed(snap.log_tail):
+        m = END_LINE.match(line)
+        if m:
+            ended = (m.group(1), int(m.group(2)) if m.group(2) is not None else None)
+            break
+    resume_fix = (
+        "resume from the last checkpoint with `xtuner-wizard resume`"
+        if ckpt
+        else "start it again with `xtuner-wizard train`"
+    )
+    finished = (
+        ckpt is not None
+        and record.max_iters is not None
+        and checkpoint_iteration(ckpt) == record.max_iters
+    )
+    disk = disk_full_cause(record.work_dir, "\n".join(snap.log_tail))
+    if ended is not None and ended[0] in ("succeeded", "failed", "stopped"):
+        record.state, record.exit_code = ended
+        record.cause_kind = record.cause_kind or ("disk_full" if disk else None)
+        if record.state != "succeeded" and not record.cause:
+            record.cause = (disk.message if disk else "the run ended") + (
+                " (its supervisor was gone before it wrote the record)"
+            )
+            record.fix = disk.fix if disk else resume_fix
+    elif finished and not record.stop_marker.exists():
+        # the trainer saved its last iteration's checkpoint: training finished
+        record.state = "succeeded"
+        record.cause_kind, record.cause, record.fix = None, None, None
+    elif disk is not None:
+        record.state = "failed"
+        record.cause_kind, record.cause, record.fix = disk.kind, disk.message, disk.fix
+    elif record.stop_marker.exists():
+        record.state = "stopped"
+        record.cause_kind = "stopped"
+        record.cause = "stopped on request (its supervisor was gone; the exit code is unknown)"
+        record.fix = resume_fix
+    else:
+        record.state = "lost"
+        record.cause_kind = "lost"
+        record.cause = (
+            "the run's supervisor ended without recording the outcome (it was killed, or the "
+            "machine restarted)"
+        )
+        record.fix = resume_fix
 
 
 def refresh(record: RunRecord) -> RunRecord:
-    """The record as it stands now. An active record whose supervisor is gone without writing an
-    end state becomes ``lost`` (or ``killed`` when its trainer is gone too and the log shows a
-    kill); one whose trainer still runs stays ``running`` (orphaned: it can still finish)."""
+    """The record as it stands now. An active record whose supervisor is not alive (pid, start
+    time and command line) is judged from what the run left, unless its trainer still runs
+    (orphaned: it can still finish)."""
     if not record.active:
         return record
     try:
@@ -45,7 +157,7 @@ def refresh(record: RunRecord) -> RunRecord:
         return record
     if record.pid is None:
         # the supervisor has not written its pid yet: give a fresh start a little time
-        if record.started and time.time() - record.started < 60:
+        if record.started and time.time() - record.started < STARTING_GRACE_S:
             return record
     elif supervisor_alive(record):
         return record
@@ -57,49 +169,32 @@ def refresh(record: RunRecord) -> RunRecord:
     if not record.active:
         return record
     if trainer_alive(record):
-        return record  # orphaned trainer: still training, outcome will be unknown
-    record.state = "lost"
-    record.ended = record.ended or time.time()
-    record.cause_kind = "lost"
-    record.cause = (
-        "the run's supervisor ended without recording the outcome (it was killed, or the machine "
-        "restarted)"
-    )
-    from engine.runs.launch import last_checkpoint
-
-    ckpt = last_checkpoint(record.work_dir)
-    record.checkpoint = str(ckpt) if ckpt else None
-    record.fix = (
-        "resume from the last checkpoint with `xtuner-wizard resume`"
-        if ckpt
-        else "start it again with `xtuner-wizard train`"
-    )
-    record.save()
+        return record  # orphaned trainer: still training
+    _judge_from_what_is_left(record)
+    if record.state == "succeeded":
+        try:
+            Workspace(record.workspace).mark_done("train")
+        except OSError:
+            pass
+    record.try_save()  # a full disk: answer from memory; the next reader judges again
     return record
 
 
-def _wait_until(predicate, deadline: float) -> bool:
+def _wait_until(predicate, deadline: float, every: float = 0.05) -> bool:
     while time.time() < deadline:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(every)
     return predicate()
-
-
-def _wait_gone(record: RunRecord, deadline: float) -> bool:
-    while time.time() < deadline:
-        if not trainer_alive(record):
-            return True
-        time.sleep(0.1)
-    return not trainer_alive(record)
 
 
 def stop_run(
     ws: Workspace, run_id: str | None = None, *, timeout: float = 30.0, grace: float = 10.0
 ) -> RunRecord:
-    """Stop a run: SIGINT to every process group of the trainer's tree (torchrun and its workers,
-    each in a session of its own), then SIGTERM after ``timeout`` s, then SIGKILL after ``grace``
-    s more. Returns the final record (state ``stopped``). No checkpoint is written on
+    """Stop a run: SIGINT to every process that is provably the run's (its trainer's tree,
+    workers in sessions of their own included), then SIGTERM after ``timeout`` s, then SIGKILL
+    after ``grace`` s more. A process whose pid was reused by another program is never
+    signalled. Returns the final record (state ``stopped``). No checkpoint is written on
     interrupt: work since the last checkpoint is lost."""
     record = refresh(get_run(ws, run_id))
     if not record.active:
@@ -107,25 +202,27 @@ def stop_run(
             f"run {record.id} is not running (it {record.state})",
             fix="see `xtuner-wizard runs`",
         )
-    record.run_dir.mkdir(parents=True, exist_ok=True)
-    record.stop_marker.touch()
+    try:
+        record.run_dir.mkdir(parents=True, exist_ok=True)
+        record.stop_marker.touch()
+    except OSError:
+        pass  # a full disk: the signal below still stops it
     # a run still starting: wait for the trainer's pid (or the supervisor's end)
-    deadline = time.time() + 30
-    while record.active and record.trainer_pid is None and time.time() < deadline:
-        time.sleep(0.1)
-        record = record.reload()
-    if record.trainer_pid is not None and record.active:
-        # torchrun starts each worker in a session of its own: a signal to the trainer's group
-        # would miss them, so the whole tree is stopped (SIGINT, SIGTERM, SIGKILL per group)
-        from engine.distributed import stop_process_tree
+    _wait_until(
+        lambda: (r := record.reload()).trainer_pid is not None or not r.active,
+        time.time() + 30,
+        0.1,
+    )
+    record = record.reload()
+    if record.active:
+        procs = run_processes(record)
+        main = trainer(record)
+        if procs:
+            stop_tree(main, extra=procs, timeout=timeout, grace=grace)
+        elif (sup := supervisor(record)) is not None:
+            import signal
 
-        if process_alive(record.trainer_pid):
-            stop_process_tree(record.trainer_pid, timeout=timeout, grace=grace)
-        for orphan in trainer_processes(record.config):  # workers whose torchrun is gone
-            stop_process_tree(orphan, timeout=timeout, grace=grace)
-        _wait_gone(record, time.time() + grace)
-    elif record.active and supervisor_alive(record):
-        os.kill(record.pid, signal.SIGINT)  # type: ignore[arg-type]
+            sup.send_signal(signal.SIGINT)  # it stops its trainer and records the outcome
     # the supervisor writes the outcome; if it is gone, write it here
     end = time.time() + 15
     while time.time() < end:
@@ -137,14 +234,12 @@ def stop_run(
         if not supervisor_alive(record):
             break
         time.sleep(0.1)
-    record = record.reload()
-    if record.active:
-        record.state = "stopped"
-        record.ended = time.time()
-        record.cause_kind = "stopped"
-        record.cause = "stopped on request (its supervisor was gone; the exit code is unknown)"
-        record.fix = "resume from the last checkpoint with `xtuner-wizard resume`"
-        record.save()
+    record = refresh(record.reload())
+    if record.active:  # an orphaned trainer that would not die: say so, never pretend
+        raise WizardError(
+            f"run {record.id} did not stop",
+            fix=f"check `xtuner-wizard runs`; its trainer is pid {record.trainer_pid}",
+        )
     return record
 
 

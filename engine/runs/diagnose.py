@@ -34,7 +34,11 @@ _NO_CUDA = re.compile(
     r"requires a GPU)",
     re.IGNORECASE,
 )
-_DISK = re.compile(r"(No space left on device|\[Errno 28\]|ENOSPC|Disk quota exceeded)")
+_DISK = re.compile(
+    r"(No space left on device|\[Errno 28\]|ENOSPC|Disk quota exceeded|"
+    r"PytorchStreamWriter failed writing file)"
+)
+DISK_FULL_BYTES = 1 << 20  # less free than this where the run writes: the disk is full
 _KILLED_TEXT = re.compile(r"(^Killed$|Out of memory: Killed process|oom-kill)", re.MULTILINE)
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)', re.MULTILINE)
 _ERROR_LINE = re.compile(
@@ -224,6 +228,32 @@ def _config_error(
             f"fix line {line} of {path}, or render it again with `xtuner-wizard config`",
         )
     return None
+
+
+def disk_full_cause(work_dir, log_tail: str = "") -> Cause | None:
+    """ "disk full" when the disk holding ``work_dir`` has (almost) nothing free, or the log says
+    so: a full disk makes everything after it fail (a torch.save cut short, a log write), so
+    it is named first, with what was left cut short."""
+    import shutil
+    from pathlib import Path
+
+    from engine.runs.checkpoints import partial_checkpoints_in
+
+    try:
+        free = shutil.disk_usage(work_dir).free
+    except OSError:
+        free = None
+    if not ((free is not None and free < DISK_FULL_BYTES) or _DISK.search(log_tail[-20_000:])):
+        return None
+    partial = partial_checkpoints_in(work_dir)
+    cut = f"; {partial[-1].name} was cut short and is never used" if partial else ""
+    left = f" ({free // 1024} KiB free)" if free is not None else ""
+    return Cause(
+        "disk_full",
+        f"disk full: no space left where the run writes{left}{cut}",
+        f"free space on the disk holding {Path(work_dir).parent} (old runs' iter_*.pth are "
+        "large) or lower save_total_limit, then `xtuner-wizard resume`",
+    )
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -1,4 +1,12 @@
-"""Start a training run that outlives the terminal.
+"""Start a training run that outlives the terminal: the one answer to "may a run start now?".
+
+Every start (the Train pane, `train`, `resume`, run-all) goes through :func:`start_run`, which,
+under one lock per workspace, refuses while another run is active, then checks what the run
+will read and write before anything is created: the model folder (tokenizer included), the
+dataset (the same validator as `data validate`: file:line:col), and free disk against what the
+run writes (checkpoints x save_total_limit + logs). The loser of two simultaneous starts waits
+for the lock, sees the winner's run and gets one line. Each run trains into a work dir of its own,
+``work_dirs/<run id>``.
 
 ``start_run`` writes the run record, then starts ``python -m engine.runs.supervise --detach
 <record.json>``; that process starts a new session, forks the supervisor and exits at once, so
@@ -15,8 +23,12 @@ xtuner's entry point builds for ``NPROC_PER_NODE=N xtuner train CONFIG --deepspe
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -25,7 +37,6 @@ from pathlib import Path
 from engine.distributed import (
     DEFAULT_PORT,
     LaunchPlan,
-    check_resume,
     train_env_and_argv,
     validate,
 )
@@ -38,18 +49,163 @@ from engine.xtuner_env import python_executable
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the engine package
 
 
-def work_dir_for(ws: Workspace, config_path: Path) -> Path:
-    """The tutorial's layout: ``work_dirs/<config stem>``."""
-    return ws.work_dirs / Path(config_path).stem
+LOCK_NAME = "run-start.lock"
+LOCK_WAIT_S = 60.0  # a start holds the lock ~1 s; waiting longer means something is stuck
+LOG_BYTES = 16 << 20  # logs, eval outputs and the config copy a run writes, generously
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def work_dir_for(ws: Workspace, run_id: str) -> Path:
+    """A run's own work dir: ``work_dirs/<run id>`` (no other run writes there)."""
+    return ws.work_dirs / run_id
+
+
+@contextlib.contextmanager
+def start_lock(ws: Workspace, wait: float = LOCK_WAIT_S):
+    """One start at a time per workspace (CLI, wizard and run-all alike): held around "is a
+    run active? then start one", so two starts can never both see an idle workspace."""
+    ws.ensure()
+    path = ws.wizard_dir / LOCK_NAME
+    with open(path, "a+b") as fh:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WizardError(
+                        "another start of a run in this workspace is still in progress",
+                        where=str(path),
+                        fix="wait a moment and look at `xtuner-wizard runs`",
+                    ) from exc
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def last_checkpoint(work_dir: Path | str) -> Path | None:
-    """The newest complete checkpoint in ``work_dir``: what ``last_checkpoint`` (the absolute
-    path mmengine writes) names, else the highest ``iter_N.pth``. A DeepSpeed (ZeRO) checkpoint
-    is a folder ``iter_N.pth/`` and counts; an empty folder (a save cut short) does not."""
-    from engine.distributed import newest_checkpoint
+    """The newest whole checkpoint in ``work_dir`` (``engine.runs.checkpoints``)."""
+    from engine.runs.checkpoints import newest_checkpoint
 
     return newest_checkpoint(work_dir)
+
+
+def _resolve_in(ws: Workspace, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else ws.root / p  # the trainer runs in the workspace
+
+
+def check_model_folder(path: Path) -> None:
+    """The model a config trains: a folder with config.json and a tokenizer."""
+    if not path.is_dir():
+        raise WizardError(
+            "the config's model folder does not exist",
+            where=str(path),
+            fix="point pretrained_model_name_or_path at a model folder (`xtuner-wizard config "
+            "--model PATH`)",
+        )
+    if not (path / "config.json").is_file():
+        raise WizardError(
+            "the config's model folder has no config.json",
+            where=str(path),
+            fix="use a Hugging Face model folder (`xtuner-wizard config --model PATH`)",
+        )
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise WizardError(
+            "the config's model folder has no tokenizer",
+            where=str(path),
+            fix="copy the model's tokenizer files (tokenizer.json or tokenizer.model, "
+            "tokenizer_config.json) into it",
+        )
+
+
+def check_dataset(path: Path) -> None:
+    """The same validator as `xtuner-wizard data validate`; the first error with file:line:col."""
+    from engine.data.validate import validate_file
+
+    if not path.is_file():
+        raise WizardError(
+            "the config's dataset file does not exist",
+            where=str(path),
+            fix="write it with `xtuner-wizard data generate`, or fix the path in the config",
+        )
+    report = validate_file(path)
+    if not report.ok:
+        first = report.errors[0] if report.errors else None
+        more = len(report.errors) + report.omitted_errors - 1
+        extra = f" (and {more} more: `xtuner-wizard data validate {path}`)" if more > 0 else ""
+        raise WizardError(
+            f"the dataset is broken: {first.message if first else 'errors'}{extra}",
+            where=first.where if first else str(path),
+            fix=(first.fix if first and first.fix else "fix the file")
+            + ", or write it again with `xtuner-wizard data generate`",
+        )
+
+
+def bytes_needed(model_dir: Path | None, inputs) -> int:
+    """What a run writes at most: ``save_total_limit`` checkpoints plus the one being saved
+    (mmengine removes the oldest after the new one is written), and logs. A LoRA checkpoint
+    holds the adapter and AdamW's two moments (fp32: 12 bytes a parameter)."""
+    from engine.config.estimate import model_size
+
+    per_checkpoint = 1 << 20
+    if model_dir is not None:
+        try:
+            size = model_size(model_dir)
+            trainable = size.lora_params(inputs.lora_r) if inputs.lora_r else size.params
+            per_checkpoint = max(per_checkpoint, 12 * trainable + (256 << 10))
+        except Exception:  # noqa: BLE001 - an unreadable config.json is refused elsewhere
+            pass
+    keep = inputs.save_total_limit if inputs.save_total_limit and inputs.save_total_limit > 0 else 0
+    if not keep:  # all kept: as many as the run saves, when that is known
+        if inputs.max_iters and inputs.save_steps:
+            keep = max(1, inputs.max_iters // inputs.save_steps)
+        else:
+            keep = 3
+    return per_checkpoint * (keep + 1) + LOG_BYTES
+
+
+def _free_bytes(path: Path) -> int:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def preflight(ws: Workspace, config: Path) -> None:
+    """Refuse, before anything is created, a run that cannot go well: its model folder, its
+    dataset, and the free disk for what it will write."""
+    from engine.config.api import training_inputs
+
+    inputs = training_inputs(config)
+    model_dir = _resolve_in(ws, inputs.model) if inputs.model else None
+    if model_dir is not None:
+        check_model_folder(model_dir)
+    if inputs.data:
+        check_dataset(_resolve_in(ws, inputs.data))
+    needed = bytes_needed(model_dir, inputs)
+    free = _free_bytes(ws.work_dirs)
+    if free < needed:
+        raise WizardError(
+            f"not enough free disk: {_human_bytes(free)} free, the run writes up to "
+            f"{_human_bytes(needed)} (checkpoints and logs)",
+            where=str(ws.root),
+            fix="free space there (old runs' work_dirs/*/iter_*.pth are large) or lower "
+            "save_total_limit (`xtuner-wizard config --set save_total_limit=1`)",
+        )
 
 
 def human_command(ws: Workspace, argv_tail: Sequence[str]) -> str:
@@ -126,49 +282,59 @@ def start_run(
             fix="print each node's command (or a Slurm script) with `xtuner-wizard distributed "
             "--nodes N`",
         )
-    busy = active_runs(ws)
-    if busy:
-        raise WizardError(
-            f"run {busy[0].id} is still training",
-            fix=f"follow it with `xtuner-wizard attach {busy[0].id}` or stop it with "
-            f"`xtuner-wizard stop {busy[0].id}`",
+    with start_lock(ws):
+        busy = active_runs(ws)
+        if busy:
+            raise WizardError(
+                f"run {busy[0].id} is still training",
+                fix=f"follow it with `xtuner-wizard attach {busy[0].id}` or stop it with "
+                f"`xtuner-wizard stop {busy[0].id}`",
+            )
+        preflight(ws, config)
+        extra: list[str] = []
+        if resume_from is not None:
+            extra += ["--resume", str(resume_from)]
+        elif resume:
+            extra += ["--cfg-options", "resume=True"]
+        extra += list(extra_args)
+        checked = plan is not None
+        plan = plan if plan is not None else LaunchPlan(1)
+        plan.config, plan.extra_args = config, tuple(extra)
+        if checked:
+            validate(plan, local=True, gpus_found=gpus_found)
+        if resume_from is not None:
+            from engine.runs.checkpoints import check_resume
+
+            check_resume(plan, resume_from)
+        if plan.distributed and plan.master_port == DEFAULT_PORT and not _port_free(DEFAULT_PORT):
+            plan.master_port = _free_port()  # another job holds torch's default port
+        run_id = new_run_id(ws)
+        work_dir = work_dir_for(ws, run_id)
+        plan.work_dir = work_dir
+        env, argv = train_env_and_argv(plan)
+        record = RunRecord(
+            id=run_id,
+            workspace=str(ws.root),
+            config=str(config),
+            work_dir=str(work_dir),
+            command=plan_command(plan, rel_to=ws.root),
+            argv=argv,
+            state="starting",
+            started=time.time(),
+            resumed_from=str(resume_from) if resume_from is not None else None,
+            previous_run=previous_run,
+            gpus=plan.gpus_per_node,
+            deepspeed=plan.deepspeed,
+            env=env,
         )
-    work_dir = work_dir_for(ws, config)
-    extra: list[str] = []
-    if resume_from is not None:
-        extra += ["--resume", str(resume_from)]
-    elif resume:
-        extra += ["--cfg-options", "resume=True"]
-    extra += list(extra_args)
-    checked = plan is not None
-    plan = plan if plan is not None else LaunchPlan(1)
-    plan.config, plan.work_dir, plan.extra_args = config, work_dir, tuple(extra)
-    if checked:
-        validate(plan, local=True, gpus_found=gpus_found)
-    if resume_from is not None:
-        check_resume(plan, resume_from)
-    if plan.distributed and plan.master_port == DEFAULT_PORT and not _port_free(DEFAULT_PORT):
-        plan.master_port = _free_port()  # another job holds torch's default port
-    env, argv = train_env_and_argv(plan)
-    run_id = new_run_id(ws)
-    record = RunRecord(
-        id=run_id,
-        workspace=str(ws.root),
-        config=str(config),
-        work_dir=str(work_dir),
-        command=plan_command(plan, rel_to=ws.root),
-        argv=argv,
-        state="starting",
-        started=time.time(),
-        resumed_from=str(resume_from) if resume_from is not None else None,
-        previous_run=previous_run,
-        gpus=plan.gpus_per_node,
-        deepspeed=plan.deepspeed,
-        env=env,
-    )
-    record.save()
-    record.supervisor_log_path.parent.mkdir(parents=True, exist_ok=True)
-    record.pid = spawn_supervisor(record)
+        record.save()
+        try:
+            record.pid = spawn_supervisor(record)
+        except WizardError as exc:
+            record.state, record.ended = "failed", time.time()
+            record.cause_kind, record.cause, record.fix = "error", exc.message, exc.fix
+            record.try_save()
+            raise
     return record
 
 
@@ -192,13 +358,13 @@ def plan_from_choices(ws: Workspace) -> LaunchPlan | None:
 
 def launch_command(ws: Workspace, config_path: Path | str, plan: LaunchPlan | None = None) -> str:
     """What ``start_run`` will show for ``config_path`` under ``plan``, before it starts:
-    ``NPROC_PER_NODE=2 xtuner train CFG --deepspeed deepspeed_zero2 --work-dir ...``."""
+    ``NPROC_PER_NODE=2 xtuner train CFG --deepspeed deepspeed_zero2`` (the run's own
+    ``--work-dir work_dirs/<run id>`` is added when it starts and its id is known)."""
     config = ws.path(config_path)
     shown = LaunchPlan(
         plan.gpus_per_node if plan else 1,
         deepspeed=plan.deepspeed if plan else None,
         config=config,
-        work_dir=work_dir_for(ws, config),
     )
     return plan_command(shown, rel_to=ws.root)
 
@@ -251,7 +417,9 @@ def resume_run(
             f"run {old.id} is still training",
             fix=f"stop it first with `xtuner-wizard stop {old.id}`",
         )
-    ckpt = last_checkpoint(old.work_dir)
+    from engine.runs.checkpoints import resume_point
+
+    ckpt = resume_point(old)
     if ckpt is None:
         raise WizardError(
             f"run {old.id} left no checkpoint to resume from",

@@ -10,7 +10,7 @@ What is read (all of it incrementally, only the bytes added since the last :meth
   the log tail (it has tracebacks mmengine never logs) and the supervisor's end line.
 - the run record (``record_path``), when given: the final state, exit code, cause and fix.
 
-Line formats are in ``../shared/notes/xtuner-on-cpu.md``. Everything tolerates partial lines
+Line formats: ``engine/runs/logparse.py``. Everything tolerates partial lines
 (only complete lines are parsed) and unknown fields.
 """
 
@@ -22,130 +22,25 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from engine.runs.logparse import (
+    CONFIG_SCALAR,
+    END_LINE,
+    END_LINE_FORMAT,  # noqa: F401 - the supervisor's end line, here beside its reader
+    clean_text,  # noqa: F401
+    parse_eta,  # noqa: F401
+    parse_log_line,
+)
 
 LOG_TAIL_LINES = 200
 # tokens/s = batch * max_length / time holds for packed samples; xtuner packs in up to 32 map
 # shards and each shard may end in one short sample, so only with many samples is it within ~10%
 MIN_SAMPLES_FOR_TOKENS = 320
 TIMESTAMP_DIR = re.compile(r"^\d{8}_\d{6}$")
-
-# "2026/11/29 02:30:17 - mmengine - INFO - message"
-# (the console copy in the run's train.log has no year: "11/29 02:30:17 - mmengine - ...")
-_PREFIX = re.compile(r"^((?:\d{4}/)?\d{2}/\d{2} \d{2}:\d{2}:\d{2}) - (\S+) - (\w+) - (.*)$")
-_ITER = re.compile(r"^Iter\((train|val|test)\)\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]\s*(.*)$")
-_EPOCH = re.compile(
-    r"^Epoch\((train|val|test)\)\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]\s*(.*)$"
-)
-_FIELD = re.compile(r"([A-Za-z_][\w.]*):\s+(\S+)")
-_ETA_FIELD = re.compile(r"\beta:\s+((?:\d+ days?, )?\d+:\d{2}:\d{2})")
-_ETA = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2})$")
-_CKPT_SAVE = re.compile(r"^Saving checkpoint at (\d+) (iterations|epochs)")
-_EVAL_START = re.compile(
-    r"^(before_train|after_train_iter|after_train|after_val) in EvaluateChatHook"
-)
-_NUM_SAMPLES = re.compile(r"^Num train samples (\d+)")
-_RESUMED = re.compile(r"resumed epoch: (\d+), iter: (\d+)")
-_CONFIG_SCALAR = re.compile(r"^([A-Za-z_]\w*) = (.+)$")
-_END_LINE = re.compile(r"^\[xtuner-wizard\] run ended: (\w+)(?: \(exit (-?\d+)\))?")
-
-# Supervisor's end line in the run log, written when the trainer has exited; see supervise.py.
-END_LINE_FORMAT = "[xtuner-wizard] run ended: {state} (exit {code})"
-
-# C0 controls (ESC above all) and DEL must never reach a terminal: a model's noise can hold them.
-_CONTROLS = {c: "\ufffd" for c in [*range(0, 9), *range(11, 32), 127]}
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-def clean_text(text: str) -> str:
-    """``text`` without colour codes and terminal control characters (newlines, tabs kept)."""
-    if "\x1b" in text:
-        text = _ANSI.sub("", text)
-    return text.translate(_CONTROLS)
-
-
-PHASES = ("starting", "training", "evaluating", "saving", "done", "failed", "stopped")
-
-
-def parse_eta(text: str) -> int | None:
-    """``0:00:07`` or ``1 day, 2:03:04`` -> seconds."""
-    m = _ETA.match(text.strip())
-    if not m:
-        return None
-    days, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return ((days * 24 + h) * 60 + mi) * 60 + s
-
-
-def _number(text: str) -> float | int | str:
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def parse_log_line(line: str) -> dict[str, Any] | None:
-    """Parse one mmengine log line; ``None`` for lines that are not mmengine records.
-
-    Returns ``{"logged_at", "logger", "level", "message", "kind", ...}`` where ``kind`` is one of
-    ``iter`` (with ``mode``, ``iter``, ``max_iters``, optional ``epoch`` and every
-    ``name: value`` field, ``eta`` in seconds), ``eval_start`` (``hook_point``), ``sample``
-    (``Sample output:``), ``checkpoint`` (``iter``), ``num_samples`` (``num_train_samples``),
-    ``resumed`` (``iter``), ``config`` (the config dump starts) or ``message``.
-    """
-    m = _PREFIX.match(line.rstrip("\r\n"))
-    if not m:
-        return None
-    stamp, logger, level, message = m.groups()
-    out: dict[str, Any] = {"logged_at": stamp, "logger": logger, "level": level, "message": message}
-    body = message.strip()
-    it = _ITER.match(body)
-    ep = None if it else _EPOCH.match(body)
-    if it or ep:
-        if it:
-            mode, cur, total, rest = it.groups()
-            out.update(kind="iter", mode=mode, iter=int(cur), max_iters=int(total))
-        else:
-            mode, epoch, cur, total, rest = ep.groups()  # type: ignore[union-attr]
-            out.update(
-                kind="iter",
-                mode=mode,
-                epoch=int(epoch),
-                iter_in_epoch=int(cur),
-                iters_per_epoch=int(total),
-            )
-        eta = _ETA_FIELD.search(rest)
-        if eta:
-            out["eta"] = parse_eta(eta.group(1))
-            rest = rest[: eta.start()] + rest[eta.end() :]
-        for name, value in _FIELD.findall(rest):
-            if name == "eta":
-                out["eta"] = parse_eta(value)
-            else:
-                out[name] = _number(value)
-        return out
-    if body == "Sample output:":
-        out["kind"] = "sample"
-    elif mm := _EVAL_START.match(body):
-        out.update(kind="eval_start", hook_point=mm.group(1))
-    elif mm := _CKPT_SAVE.match(body):
-        out.update(kind="checkpoint", iter=int(mm.group(1)), unit=mm.group(2))
-    elif mm := _NUM_SAMPLES.match(body):
-        out.update(kind="num_samples", num_train_samples=int(mm.group(1)))
-    elif mm := _RESUMED.search(body):
-        out.update(kind="resumed", epoch=int(mm.group(1)), iter=int(mm.group(2)))
-    elif body == "Config:":
-        out["kind"] = "config"
-    else:
-        out["kind"] = "message"
-    return out
 
 
 @dataclass(frozen=True)
@@ -262,11 +157,15 @@ class RunMonitor:
         work_dir: Path | str,
         log_path: Path | str | None = None,
         *,
+        earlier_work_dirs: Sequence[Path | str] = (),
         record_path: Path | str | None = None,
         tail_lines: int = LOG_TAIL_LINES,
         since: float | None = None,
     ):
         self.work_dir = Path(work_dir)
+        # a resumed run's history starts in the work dirs of the runs it continues
+        self.work_dirs = [Path(d) for d in earlier_work_dirs if Path(d) != self.work_dir]
+        self.work_dirs.append(self.work_dir)
         self.log_path = Path(log_path) if log_path else None
         self.record_path = Path(record_path) if record_path else None
         self._folders: dict[str, _Folder] = {}
@@ -306,13 +205,15 @@ class RunMonitor:
 
     @classmethod
     def for_record(cls, record: Any) -> RunMonitor:
-        """A monitor for a :class:`engine.runs.records.RunRecord`: its own log and record, and
-        the trainer logs of this run and of the runs it resumes (not of older runs)."""
+        """A monitor for a :class:`engine.runs.records.RunRecord`: its own log and record, its
+        own work dir, and the work dirs of the runs it resumes (their history leads to it)."""
+        chain = _chain(record)
         return cls(
             record.work_dir,
             record.log_path,
+            earlier_work_dirs=[r.work_dir for r in chain[:-1]],
             record_path=record.record_path,
-            since=_chain_start(record),
+            since=chain[0].started,
         )
 
     # -- public -------------------------------------------------------------------------
@@ -341,25 +242,28 @@ class RunMonitor:
 
     # -- discovery ----------------------------------------------------------------------
     def _scan_folders(self) -> None:
-        try:
-            names = sorted(
-                e.name
-                for e in os.scandir(self.work_dir)
-                if e.is_dir() and TIMESTAMP_DIR.match(e.name)
-            )
-        except OSError:
-            return
-        for name in names:
+        found: list[tuple[str, int, Path]] = []
+        for order, work_dir in enumerate(self.work_dirs):
+            try:
+                found += [
+                    (e.name, order, Path(e.path))
+                    for e in os.scandir(work_dir)
+                    if e.is_dir() and TIMESTAMP_DIR.match(e.name)
+                ]
+            except OSError:
+                continue
+        for name, _, path in sorted(found):
             if self._min_folder is not None and name < self._min_folder:
                 continue
-            if name not in self._folders:
-                self._folders[name] = _Folder(self.work_dir / name, len(self._folders))
+            key = str(path)
+            if key not in self._folders:
+                self._folders[key] = _Folder(path, len(self._folders))
                 if len(self._folders) > 1:
                     self._dirty = True
 
     def _scan_checkpoints(self) -> None:
-        # The same answer resume and merge get: iter_N.pth files and complete ZeRO folders.
-        from engine.distributed import checkpoints_in
+        # The same answer resume and merge get: this run's whole checkpoints, ZeRO folders too.
+        from engine.runs.checkpoints import checkpoints_in
 
         try:
             ckpts = checkpoints_in(self.work_dir)
@@ -412,7 +316,7 @@ class RunMonitor:
                 text = "\n".join(self._open_sample).rstrip("\n")
                 self._samples[-1] = (idx, EvalSample(it, text, point))
             elif self._in_config:
-                m = _CONFIG_SCALAR.match(line)
+                m = CONFIG_SCALAR.match(line)
                 if m:
                     value = m.group(2).strip()
                     try:
@@ -526,7 +430,7 @@ class RunMonitor:
 
     def _feed_run_log(self, line: str) -> None:
         self._add_tail(line)
-        m = _END_LINE.match(line)
+        m = END_LINE.match(line)
         if m:
             self._end = (m.group(1), int(m.group(2)) if m.group(2) is not None else None)
 
@@ -604,18 +508,18 @@ class RunMonitor:
         )
 
 
-def _chain_start(record: Any) -> float | None:
-    """When the first run of a resume chain started (the record's own start if no resume)."""
-    start = getattr(record, "started", None)
-    seen = set()
+def _chain(record: Any) -> list[Any]:
+    """The runs a resumed run continues, oldest first, ending with ``record`` itself."""
+    chain = [record]
+    seen = {record.id}
     while getattr(record, "previous_run", None) and record.previous_run not in seen:
         seen.add(record.previous_run)
         try:
             record = type(record).load(record.runs_dir / f"{record.previous_run}.json")
         except Exception:  # noqa: BLE001 - a missing/broken record: keep what we have
             break
-        start = getattr(record, "started", None) or start
-    return start
+        chain.insert(0, record)
+    return chain
 
 
 def _f(value: Any) -> float | None:

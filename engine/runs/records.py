@@ -1,4 +1,5 @@
 """Run records: ``<workspace>/.wizard/runs/<id>.json`` plus the folder ``<id>/`` (train.log).
+The run trains into ``<workspace>/work_dirs/<id>/``, a folder no other run writes.
 
 A record is written atomically. While a run is alive only its supervisor writes the record;
 ``stop`` leaves a marker file in the run folder instead, so there is one writer at a time.
@@ -7,7 +8,6 @@ A record is written atomically. While a run is alive only its supervisor writes 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,13 +28,15 @@ class RunRecord:
     id: str
     workspace: str
     config: str  # absolute path of the config trained
-    work_dir: str  # <workspace>/work_dirs/<config stem>
+    work_dir: str  # <workspace>/work_dirs/<run id>: this run's own, no other run writes there
     command: str  # the equivalent `xtuner train ...` for humans
     argv: list[str] = field(default_factory=list)  # what really runs
     state: str = "starting"  # starting | running | succeeded | failed | stopped | killed | lost
     pid: int | None = None  # the supervisor
+    supervisor_started: float | None = None  # its start time: a reused pid is not the run's
     trainer_pid: int | None = None
     trainer_pgid: int | None = None
+    trainer_started: float | None = None
     started: float | None = None  # epoch seconds
     ended: float | None = None
     exit_code: int | None = None
@@ -43,7 +45,8 @@ class RunRecord:
     fix: str | None = None
     resumed_from: str | None = None  # checkpoint path when this run resumes another
     previous_run: str | None = None  # the run it resumes
-    checkpoint: str | None = None  # the newest checkpoint when the run ended
+    checkpoint: str | None = None  # the newest whole checkpoint when the run ended
+    checkpoints: list[str] = field(default_factory=list)  # its whole checkpoints at the end
     max_iters: int | None = None  # from the log, when the run ended
     iteration: int | None = None
     gpus: int = 1  # processes (GPUs) on this machine; >1 runs through torchrun
@@ -94,6 +97,15 @@ class RunRecord:
 
     def save(self) -> None:
         atomic_write(self.record_path, json.dumps(self.to_json(), indent=2, ensure_ascii=False))
+
+    def try_save(self) -> bool:
+        """Save if the disk lets us (a reader refreshing a record on a full disk must still
+        answer, from the record in memory); False when it could not be written."""
+        try:
+            self.save()
+            return True
+        except OSError:
+            return False
 
     @classmethod
     def load(cls, path: Path | str) -> RunRecord:
@@ -179,84 +191,3 @@ def get_run(ws: Workspace, run_id: str | None = None) -> RunRecord:
         f"{'ambiguous' if matches else 'unknown'} run '{run_id}'",
         fix=f"use one of: {known} (see `xtuner-wizard runs`)",
     )
-
-
-def process_alive(pid: int | None, must_contain: str | None = None) -> bool:
-    """Whether ``pid`` runs (and, where /proc tells, its command line holds ``must_contain``:
-    guards against a reused pid). Zombies count as gone."""
-    if not pid:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
-        try:
-            stat = (proc / "stat").read_text()
-            if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-                return False
-            if must_contain is not None:
-                cmdline = (
-                    (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                )
-                return must_contain in cmdline
-            return True
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def group_alive(pgid: int | None) -> bool:
-    """Whether any process of the group lives (zombies aside, where /proc tells)."""
-    if not pgid:
-        return False
-    proc = Path("/proc")
-    if proc.exists():
-        for entry in proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields_ = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-            except OSError:
-                continue
-            # fields after the command: state ppid pgrp ...
-            if len(fields_) > 2 and fields_[2] == str(pgid) and fields_[0] != "Z":
-                return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-TRAIN_SCRIPT_MARKS = ("xtuner/tools/train.py", "xtuner.tools.train")
-
-
-def trainer_processes(config: str | os.PathLike | None) -> list[int]:
-    """Live processes that train ``config`` (its absolute path is one of their arguments, with
-    xtuner's train script): torchrun's workers run in sessions of their own, so when torchrun
-    and the supervisor are both gone (SIGKILLed) only their command lines still tie them to the
-    run. Empty where there is no /proc."""
-    if not config:
-        return []
-    target = os.fsencode(str(config))
-    found = []
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if target not in argv:
-                continue
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and any(m.encode() in a for a in argv for m in TRAIN_SCRIPT_MARKS):
-            found.append(int(entry.name))
-    return found

@@ -22,13 +22,18 @@ import sys
 import time
 from pathlib import Path
 
-from engine.runs.diagnose import Cause, diagnose
-from engine.runs.monitor import END_LINE_FORMAT, RunMonitor
+from engine.runs.diagnose import Cause, diagnose, disk_full_cause
+from engine.runs.logparse import END_LINE_FORMAT
+from engine.runs.monitor import RunMonitor
+from engine.runs.processes import RUN_MARK_ENV, ProcessIdentity, marked_processes
 from engine.runs.records import RunRecord
 
 LOG_TAIL_BYTES = 256 * 1024
 TREE_POLL_S = 1.0  # how often the trainer's process tree is noted while it runs
-RUN_MARK_ENV = "XTUNER_WIZARD_RUN"  # in every process of a run's tree: "<record path>@<pid>"
+# Kept in the run folder while the run lives and deleted to make room when the disk fills up:
+# the record must be able to say "disk full" on the very disk that is full.
+RESERVE_NAME = "disk-reserve"
+RESERVE_BYTES = 256 * 1024
 
 
 def _detach(record_path: str) -> int:
@@ -59,16 +64,31 @@ def _read_tail(path: Path) -> str:
         return ""
 
 
-def _new_checkpoint(work_dir: Path, since: float) -> Path | None:
-    from engine.runs.launch import last_checkpoint
-
-    ckpt = last_checkpoint(work_dir)
-    if ckpt is None:
-        return None
+def _save(record: RunRecord) -> None:
+    """Save the record; on a full disk free the run's reserve and try once more."""
     try:
-        return ckpt if ckpt.stat().st_mtime >= since - 1 else None
+        record.save()
     except OSError:
-        return None
+        try:
+            (record.run_dir / RESERVE_NAME).unlink()
+        except OSError:
+            pass
+        record.save()
+
+
+def _reserve(record: RunRecord) -> None:
+    try:
+        with open(record.run_dir / RESERVE_NAME, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+    except OSError:
+        pass  # no room even for that: the preflight check should have refused the run
+
+
+def _drop_reserve(record: RunRecord) -> None:
+    try:
+        (record.run_dir / RESERVE_NAME).unlink()
+    except OSError:
+        pass
 
 
 def _track(tree: dict, pid: int) -> None:
@@ -82,24 +102,6 @@ def _track(tree: dict, pid: int) -> None:
         return
     for child in children:
         tree.setdefault(child.pid, child)
-
-
-def _marked(mark: str) -> list:
-    """This user's processes whose environment carries ``RUN_MARK_ENV=mark``: the run's tree,
-    found even after its parent died and they were reparented (no start-up race)."""
-    import psutil
-
-    found = []
-    me = os.getpid()
-    for proc in psutil.process_iter():
-        if proc.pid == me:
-            continue
-        try:
-            if proc.environ().get(RUN_MARK_ENV) == mark:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def _wait_and_reap(trainer: subprocess.Popen, mark: str, every: float = TREE_POLL_S) -> int:
@@ -130,7 +132,7 @@ def _wait_and_reap(trainer: subprocess.Popen, mark: str, every: float = TREE_POL
         except psutil.Error:
             return False
 
-    for proc in _marked(mark):
+    for proc in marked_processes(mark):
         tree.setdefault(proc.pid, proc)
     left = [p for p in tree.values() if living(p)]
     if left:
@@ -145,12 +147,52 @@ def _wait_and_reap(trainer: subprocess.Popen, mark: str, every: float = TREE_POL
     return code
 
 
+def _outcome(record: RunRecord, code: int, log_path: Path) -> Cause | None:
+    """State and cause from the trainer's exit, the stop marker, its checkpoints and its log."""
+    from engine.runs.checkpoints import checkpoints_in, newest_checkpoint
+
+    snap = RunMonitor(record.work_dir).poll()
+    record.iteration = snap.iteration or None
+    record.max_iters = snap.max_iters
+    ckpt = newest_checkpoint(record.work_dir)
+    record.checkpoint = str(ckpt) if ckpt else None
+    record.checkpoints = [str(p) for p in checkpoints_in(record.work_dir)]
+    if record.stop_marker.exists():
+        record.state = "stopped"
+        kept = f"; the last checkpoint is {Path(ckpt).name}" if ckpt else ""
+        return Cause(
+            "stopped",
+            "stopped on request: no checkpoint is written on interrupt, work since the last "
+            f"checkpoint is lost{kept}",
+            "resume from the last checkpoint with `xtuner-wizard resume`"
+            if ckpt
+            else "start it again with `xtuner-wizard train`",
+        )
+    if code == 0 and ckpt is not None:
+        record.state = "succeeded"
+        return None
+    record.state = "failed"
+    tail = _read_tail(log_path)
+    cause = disk_full_cause(record.work_dir, tail) or diagnose(
+        tail, code, config_path=record.config
+    )
+    if cause is None:  # exit 0 but no checkpoint
+        cause = Cause(
+            "no_checkpoint",
+            "the trainer exited 0 but wrote no checkpoint",
+            "check the end of the log; is save_steps larger than the run's iterations?",
+        )
+    return cause
+
+
 def supervise(record_path: Path) -> int:
     record = RunRecord.load(record_path)
+    me = ProcessIdentity.of(os.getpid())
     record.pid = os.getpid()
-    started = time.time()
-    record.started = record.started or started
-    record.save()  # the pid, at once: refresh() can tell a live supervisor from a lost one
+    record.supervisor_started = me.started if me else None
+    record.started = record.started or time.time()
+    _reserve(record)
+    _save(record)  # the pid, at once: refresh() can tell a live supervisor from a lost one
     trainer: subprocess.Popen | None = None
 
     def ask_stop(signum, _frame):  # SIGINT/SIGTERM to the supervisor: stop the run cleanly
@@ -160,7 +202,7 @@ def supervise(record_path: Path) -> int:
             pass
         if trainer is not None:
             try:
-                os.killpg(trainer.pid, signal.SIGINT)
+                os.killpg(trainer.pid, signal.SIGINT)  # its own child: the pid is not reused
             except OSError:
                 pass
 
@@ -173,11 +215,16 @@ def supervise(record_path: Path) -> int:
     log_path = record.log_path
     log_path.parent.mkdir(parents=True, exist_ok=True)
     Path(record.work_dir).mkdir(parents=True, exist_ok=True)
+
+    def note(text: str) -> None:
+        try:
+            log.write(text.encode())
+        except OSError:
+            pass  # a full disk: the record still tells
+
     with open(log_path, "ab", buffering=0) as log:
-        log.write(f"$ {record.command}\n".encode())
-        log.write(
-            f"[xtuner-wizard] run {record.id} started, supervisor pid {os.getpid()}\n".encode()
-        )
+        note(f"$ {record.command}\n")
+        note(f"[xtuner-wizard] run {record.id} started, supervisor pid {os.getpid()}\n")
         mark = f"{record.record_path}@{os.getpid()}"
         try:
             # The trainer: its own session and process group (stop signals the whole group);
@@ -198,48 +245,23 @@ def supervise(record_path: Path) -> int:
             record.fix = (
                 "check that the venv's python and xtuner are installed (`xtuner-wizard doctor`)"
             )
-            log.write(END_LINE_FORMAT.format(state="failed", code="none").encode() + b"\n")
-            record.save()
+            note(END_LINE_FORMAT.format(state="failed", code="none") + "\n")
+            _save(record)
+            _drop_reserve(record)
             return 1
+        started = ProcessIdentity.of(trainer.pid)
         record.trainer_pid = trainer.pid
         record.trainer_pgid = trainer.pid
+        record.trainer_started = started.started if started else None
         record.state = "running"
-        record.save()
+        _save(record)
         code = _wait_and_reap(trainer, mark)
         record.ended = time.time()
         record.exit_code = code
-        snap = RunMonitor(record.work_dir).poll()
-        record.iteration = snap.iteration or None
-        record.max_iters = snap.max_iters
-        ckpt = _new_checkpoint(Path(record.work_dir), started)
-        record.checkpoint = str(ckpt) if ckpt else None
-        stopped = record.stop_marker.exists()
-        cause: Cause | None = None
-        if stopped:
-            record.state = "stopped"
-            kept = f"; the last checkpoint is {Path(ckpt).name}" if ckpt else ""
-            cause = Cause(
-                "stopped",
-                "stopped on request: no checkpoint is written on interrupt, work since the last "
-                f"checkpoint is lost{kept}",
-                "resume from the last checkpoint with `xtuner-wizard resume`"
-                if ckpt
-                else "start it again with `xtuner-wizard train`",
-            )
-        elif code == 0 and ckpt is not None:
-            record.state = "succeeded"
-        else:
-            record.state = "failed"
-            cause = diagnose(_read_tail(log_path), code, config_path=record.config)
-            if cause is None:  # exit 0 but no checkpoint
-                cause = Cause(
-                    "no_checkpoint",
-                    "the trainer exited 0 but wrote no checkpoint",
-                    "check the end of the log; is save_steps larger than the run's iterations?",
-                )
+        cause = _outcome(record, code, log_path)
         if cause is not None:
             record.cause_kind, record.cause, record.fix = cause.kind, cause.message, cause.fix
-        log.write(b"\n" + END_LINE_FORMAT.format(state=record.state, code=code).encode() + b"\n")
+        note("\n" + END_LINE_FORMAT.format(state=record.state, code=code) + "\n")
     if record.state == "succeeded":
         # before the record says so: whoever sees "succeeded" then also finds the step done
         try:
@@ -248,7 +270,8 @@ def supervise(record_path: Path) -> int:
             Workspace(record.workspace).mark_done("train")
         except Exception as exc:  # noqa: BLE001 - the record below still tells the outcome
             print(f"could not mark the train step done: {exc}", file=sys.stderr)
-    record.save()
+    _save(record)
+    _drop_reserve(record)
     return 0 if record.state == "succeeded" else 1
 
 
