@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,9 @@ CONVERSATION = [
 def finished_workspace(root: Path, step: str = "environment") -> Workspace:
     """The demo path done: dataset, config, a finished run, a merged model."""
     ws = install_recorded_run(root)
+    for placeholder in ws.work_dirs.rglob("iter_*.pth"):  # whole archives (tiny), as merge wants
+        with zipfile.ZipFile(placeholder, "w") as archive:
+            archive.writestr("archive/data.pkl", b"")
     ws.demo_model_dir.mkdir(parents=True, exist_ok=True)
     (ws.demo_model_dir / "config.json").write_text(json.dumps(TINY_MODEL))
     facts = IdentityFacts(name="伍鲜同志")

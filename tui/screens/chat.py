@@ -236,7 +236,7 @@ class ChatPane(StepPane):
 
     def _engine_name(self) -> str:
         value = self.query_one("#chat-engine", Select).value
-        return "hf" if value is Select.BLANK else str(value)
+        return value if isinstance(value, str) else "hf"  # Select.NULL: none chosen
 
     def _get_engine(self, role: str, name: str, target: str):
         """Load (once) the ``role`` model ("base"/"tuned") in this worker thread."""

@@ -124,7 +124,7 @@ class MergePane(StepPane):
         from engine.runs.records import get_run
 
         value = self.query_one("#merge-run", Select).value
-        if value is Select.BLANK or value is None:
+        if not isinstance(value, str):  # Select.NULL: nothing chosen (no runs)
             return None
         try:
             return get_run(self.workspace, str(value))
@@ -183,7 +183,7 @@ class MergePane(StepPane):
 
     def _checkpoint(self) -> str | None:
         value = self.query_one("#merge-ckpt", Select).value
-        return None if value is Select.BLANK or value is None else str(value)
+        return value if isinstance(value, str) else None  # Select.NULL: the last one
 
     # -- merging -------------------------------------------------------------------------
     @on(Button.Pressed, "#merge-start")
