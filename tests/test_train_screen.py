@@ -268,6 +268,8 @@ def test_answers_are_shown_without_template_tokens():
     body = eval_body(snap.eval_samples, limit=20)
     assert "<|" not in body and "<s>" not in body
     assert "我是伍鲜同志的小助手" in body
+    before = [sample for sample in snap.eval_samples if sample.iteration == 0]
+    assert before and "noise is expected" in eval_title(before)  # the untrained demo model
     assert without_tokens("<s><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo</s>") == (
         "hi\nyo"
     )

@@ -455,6 +455,9 @@ class ChatPane(StepPane):
 
     @on(Select.Changed, "#chat-engine")
     def _engine_changed(self) -> None:
+        if self._engine_name() == getattr(self, "_engine_shown", "hf"):
+            return  # the Select setting its first value: nothing changed
+        self._engine_shown = self._engine_name()
         self.query_one("#chat-status", Static).update(
             Text(f"engine: {self._engine_name()} (the model loads again on the next question)")
         )

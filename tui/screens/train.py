@@ -172,9 +172,9 @@ def eval_title(samples: list[Any]) -> str:
     if not samples:
         return "answers: none yet (evaluated before training, every evaluation_freq, and after)"
     last = samples[-1]
-    if last.iteration == 0:
-        where = "before training"
-    elif getattr(last, "hook_point", "") == "after_train":
+    if last.iteration == 0:  # an untrained (or randomly initialised demo) model: noise
+        return "answers before training: noise is expected until it has trained"
+    if getattr(last, "hook_point", "") == "after_train":
         where = f"after training, iter {last.iteration}"
     else:
         where = f"iter {last.iteration}"
