@@ -106,6 +106,7 @@ def _footer(screen: str) -> str:
     return screen.rstrip("\n").splitlines()[-1]
 
 
+@pytest.mark.long  # a real trainer start of its own (~3 min here): make test-all
 def test_the_whole_path_at_80x24_with_only_the_keys_on_the_screen(tmp_path, tmux):
     """Environment -> Data -> Config -> Train in a real 80x24 terminal from an empty workspace,
     pressing only keys that the footer names at that moment, and reading at each step what a

@@ -96,7 +96,7 @@ class ChatPane(StepPane):
     MAIN = "#chat-input"
 
     BINDINGS = [
-        Binding("enter", "ask", "Ask", show=False),
+        Binding("enter", "ask", "Ask"),
         Binding("f2", "next_tab", "Next tab"),
         Binding("ctrl+s", "stop", "Stop answer"),
         Binding("ctrl+l", "clear", "Clear", show=False),

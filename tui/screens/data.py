@@ -170,7 +170,7 @@ class DataPane(StepPane):
                     yield Button("Validate", id="validate", compact=True)
             with VerticalScroll(id="data-side"):
                 yield Static("Preview", classes="data-title")
-                yield Static(Text("Type your name to see the preview."), id="data-preview")
+                yield Static(Text("Preparing the preview…"), id="data-preview")
                 yield Static("Statistics", classes="data-title")
                 yield Static(Text(""), id="data-stats")
                 problems = Static(Text(""), id="data-problems")
