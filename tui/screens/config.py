@@ -212,6 +212,7 @@ class ConfigPane(StepPane):
         self.last_result: Result | None = None
         self._auto_gpus = "1"  # what the wizard put in the GPUs field (not the user)
         self._deepspeed_here = deepspeed_version()
+        self._opened_on_file = False
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -533,6 +534,13 @@ class ConfigPane(StepPane):
         edits.update(edited_lines(result.diff))
         diff.update(colour_diff(result.diff))
         self._fill_form(result.rendered.settings)
+        if not self._opened_on_file:
+            # the form opens on what the workspace holds: a config written before (by the
+            # wizard, `xtuner-wizard config --set ...` or by hand) puts its settings in it
+            self._opened_on_file = True
+            target = self._target()
+            if target.is_file():
+                self.reread(target)
 
     def _fill_form(self, settings: dict[str, Any]) -> None:
         for key in FORM_KEYS:
