@@ -12,6 +12,11 @@ Built in seconds, with no network and no model hub, deterministically (seeded):
 - weights in ``model.safetensors``; ``initializer_range=0.1`` (with 0.02 the frozen random
   lm_head caps the logits and the LoRA loss stalls near 2.7).
 
+A second demo model, ``demo-qwen2`` (``--arch qwen2``), is the same size and tokenizer text as a
+transformers-native ``Qwen2ForCausalLM`` (no remote code, two KV heads, q/k/v biases) with Qwen's
+special tokens, a ``Qwen2TokenizerFast`` (xtuner adds no bos for it, as for Qwen1.5) and the
+``qwen_chat`` layout; xtuner trains it with its Qwen1.5 built-in configs.
+
 Everything heavy (torch, transformers, tokenizers) is imported inside the functions.
 """
 
@@ -42,6 +47,22 @@ UNK, BOS, EOS, IM_START, IM_END, PAD = SPECIAL_TOKENS
 
 VOCAB_SIZE = 2000
 
+# The demo models by architecture: the choice a user types (``--model demo-qwen2``) and the
+# workspace folder it is built in.
+ARCHS = ("internlm2", "qwen2")
+DEMO_CHOICES = {"demo": "internlm2", "demo-qwen2": "qwen2"}
+DEMO_FOLDERS = {"internlm2": "demo-model", "qwen2": "demo-qwen2"}
+ARCHITECTURES = {"internlm2": "InternLM2ForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+
+# Qwen2's special tokens (Qwen1.5-Chat: no bos, eos <|im_end|>, pad <|endoftext|>).
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+QWEN_ENDOFTEXT = "<|endoftext|>"
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 # The chat template of internlm2-chat-1_8b (tokenizer_config.json there).
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -62,6 +83,14 @@ MODEL_DIMS = {
     "bias": False,
     "tie_word_embeddings": False,
     "hidden_act": "silu",
+}
+
+# The Qwen2 demo: the same size, but grouped-query attention (4 heads, 2 KV heads) and Qwen2's
+# q/k/v biases, so the fast engine's GQA and bias paths run too.
+QWEN2_DIMS = {
+    **{k: v for k, v in MODEL_DIMS.items() if k != "bias"},
+    "num_key_value_heads": 2,
+    "use_sliding_window": False,
 }
 
 # --- the tokenizer's training text --------------------------------------------------------
@@ -130,22 +159,42 @@ def _remote_code_source() -> Path:
     return src
 
 
-def build_tokenizer(out_dir: Path):
-    """Train the byte-level BPE tokenizer and save it into ``out_dir``; returns it."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tokenizer(out_dir: Path, arch: str = "internlm2"):
+    """Train the byte-level BPE tokenizer and save it into ``out_dir``; returns it.
 
+    ``internlm2``: InternLM2's special tokens, a bos before every text, a
+    ``PreTrainedTokenizerFast``; ``qwen2``: Qwen's, no bos, a ``Qwen2TokenizerFast`` (the class
+    name is how xtuner knows to add no bos).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2TokenizerFast
+
+    specials = QWEN_SPECIAL_TOKENS if arch == "qwen2" else SPECIAL_TOKENS
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_training_text(), trainer=trainer)
+    if arch == "qwen2":
+        fast = Qwen2TokenizerFast(
+            tokenizer_object=tok,
+            unk_token=None,
+            bos_token=None,
+            eos_token=IM_END,
+            pad_token=QWEN_ENDOFTEXT,
+            additional_special_tokens=[IM_START, IM_END],
+            model_max_length=QWEN2_DIMS["max_position_embeddings"],
+            clean_up_tokenization_spaces=False,
+        )
+        fast.chat_template = QWEN_CHAT_TEMPLATE
+        fast.save_pretrained(str(out_dir))
+        return fast
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A:0",
         pair=f"{BOS} $A:0 {BOS} $B:1",
@@ -175,16 +224,35 @@ STAGES = (
 )
 
 
-def build_demo_model(out_dir: Path, *, seed: int = 0, on_progress: Progress | None = None) -> Path:
+def _check_arch(arch: str) -> str:
+    if arch not in ARCHS:
+        raise WizardError(
+            f"no demo model of architecture {arch!r}",
+            where="--arch",
+            fix=f"use one of {', '.join(ARCHS)}",
+        )
+    return arch
+
+
+def build_demo_model(
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    on_progress: Progress | None = None,
+    arch: str = "internlm2",
+) -> Path:
     """Build the demo model into ``out_dir`` (created; must be empty or absent). Returns it.
 
+    ``arch``: ``internlm2`` (xtuner's remote code) or ``qwen2`` (transformers' own class).
     ``on_progress(stage, stages, message)`` is called as each stage starts, and with
     ``stage == stages`` when done.
     """
+    _check_arch(arch)
+    stages = STAGES if arch == "internlm2" else ("writing the Qwen2 config", *STAGES[1:])
 
     def progress(stage: int) -> None:
         if on_progress is not None:
-            on_progress(stage, len(STAGES), STAGES[stage] if stage < len(STAGES) else "done")
+            on_progress(stage, len(stages), stages[stage] if stage < len(stages) else "done")
 
     progress(0)
     out_dir = Path(out_dir)
@@ -195,54 +263,79 @@ def build_demo_model(out_dir: Path, *, seed: int = 0, on_progress: Progress | No
             fix="pick a new folder, or remove this one",
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = _remote_code_source()
-    for name in REMOTE_CODE_FILES:
-        shutil.copyfile(src / name, out_dir / name)
+    if arch == "internlm2":
+        src = _remote_code_source()
+        for name in REMOTE_CODE_FILES:
+            shutil.copyfile(src / name, out_dir / name)
 
     progress(1)
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    tokenizer = build_tokenizer(out_dir)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = {
-        "architectures": ["InternLM2ForCausalLM"],
-        "auto_map": {
-            "AutoConfig": "configuration_internlm2.InternLM2Config",
-            "AutoModel": "modeling_internlm2.InternLM2ForCausalLM",
-            "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM",
-        },
-        "model_type": "internlm2",
-        "vocab_size": len(tokenizer),
-        "bos_token_id": ids[BOS],
-        "eos_token_id": ids[EOS],
-        "pad_token_id": ids[PAD],
-        "attn_implementation": "eager",
-        "torch_dtype": "float32",
-        "use_cache": True,
-        "rope_scaling": None,
-        **MODEL_DIMS,
-    }
+    tokenizer = build_tokenizer(out_dir, arch)
+    if arch == "qwen2":
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+        config = {
+            "architectures": [ARCHITECTURES[arch]],
+            "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
+            "bos_token_id": None,
+            "eos_token_id": ids[IM_END],
+            "pad_token_id": ids[QWEN_ENDOFTEXT],
+            "torch_dtype": "float32",
+            "use_cache": True,
+            "rope_scaling": None,
+            "attention_dropout": 0.0,
+            **QWEN2_DIMS,
+        }
+        generation = GenerationConfig(
+            eos_token_id=[ids[IM_END], ids[QWEN_ENDOFTEXT]],
+            pad_token_id=ids[QWEN_ENDOFTEXT],
+            do_sample=False,
+            max_new_tokens=64,
+        )
+    else:
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+        config = {
+            "architectures": [ARCHITECTURES[arch]],
+            "auto_map": {
+                "AutoConfig": "configuration_internlm2.InternLM2Config",
+                "AutoModel": "modeling_internlm2.InternLM2ForCausalLM",
+                "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM",
+            },
+            "model_type": "internlm2",
+            "vocab_size": len(tokenizer),
+            "bos_token_id": ids[BOS],
+            "eos_token_id": ids[EOS],
+            "pad_token_id": ids[PAD],
+            "attn_implementation": "eager",
+            "torch_dtype": "float32",
+            "use_cache": True,
+            "rope_scaling": None,
+            **MODEL_DIMS,
+        }
+        generation = GenerationConfig(
+            bos_token_id=ids[BOS],
+            eos_token_id=[ids[EOS], ids[IM_END]],
+            pad_token_id=ids[PAD],
+            do_sample=False,
+            max_new_tokens=64,
+        )
     atomic_write(out_dir / "config.json", json.dumps(config, indent=2))
 
     progress(2)
-    cfg = AutoConfig.from_pretrained(str(out_dir), trust_remote_code=True)
+    remote = arch == "internlm2"
+    cfg = AutoConfig.from_pretrained(str(out_dir), trust_remote_code=remote)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(
-            cfg, trust_remote_code=True, torch_dtype=torch.float32
+            cfg, trust_remote_code=remote, torch_dtype=torch.float32
         )
     progress(3)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     # save_pretrained rewrote config.json; keep ours (no machine-specific paths).
     atomic_write(out_dir / "config.json", json.dumps(config, indent=2))
-    GenerationConfig(
-        bos_token_id=ids[BOS],
-        eos_token_id=[ids[EOS], ids[IM_END]],
-        pad_token_id=ids[PAD],
-        do_sample=False,
-        max_new_tokens=64,
-    ).save_pretrained(str(out_dir))
+    generation.save_pretrained(str(out_dir))
     n_params = sum(p.numel() for p in model.parameters())
     atomic_write(
         out_dir / MARKER,
@@ -250,7 +343,7 @@ def build_demo_model(out_dir: Path, *, seed: int = 0, on_progress: Progress | No
             {
                 "demo_version": DEMO_VERSION,
                 "seed": seed,
-                "architecture": "InternLM2ForCausalLM",
+                "architecture": ARCHITECTURES[arch],
                 "parameters": n_params,
                 "vocab_size": len(tokenizer),
             },
@@ -259,7 +352,7 @@ def build_demo_model(out_dir: Path, *, seed: int = 0, on_progress: Progress | No
     )
     for f in out_dir.iterdir():
         f.chmod(0o644)
-    progress(len(STAGES))
+    progress(len(stages))
     return out_dir
 
 
@@ -269,7 +362,11 @@ def is_complete(model_dir: Path) -> bool:
         info = json.loads((Path(model_dir) / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    needed = ("config.json", "model.safetensors", "tokenizer.json", *REMOTE_CODE_FILES)
+    if not isinstance(info, dict):
+        return False
+    needed = ["config.json", "model.safetensors", "tokenizer.json"]
+    if info.get("architecture", ARCHITECTURES["internlm2"]) == ARCHITECTURES["internlm2"]:
+        needed += REMOTE_CODE_FILES
     return info.get("demo_version") == DEMO_VERSION and all(
         (Path(model_dir) / f).is_file() for f in needed
     )
@@ -278,6 +375,23 @@ def is_complete(model_dir: Path) -> bool:
 def describe(model_dir: Path) -> dict:
     """What the marker file records (architecture, parameters, vocab size, seed)."""
     return json.loads((Path(model_dir) / MARKER).read_text(encoding="utf-8"))
+
+
+def demo_arch(choice: object) -> str | None:
+    """The architecture of a demo choice (``demo`` -> internlm2, ``demo-qwen2`` -> qwen2), or
+    None for anything else (a path)."""
+    return DEMO_CHOICES.get(choice) if isinstance(choice, str) else None
+
+
+def demo_dir(ws: Workspace, arch: str = "internlm2") -> Path:
+    """Where the workspace's demo model of ``arch`` lives (``demo-model/``, ``demo-qwen2/``)."""
+    return ws.root / DEMO_FOLDERS[_check_arch(arch)]
+
+
+def choice_dir(ws: Workspace, choice: object) -> Path | None:
+    """The folder of a demo choice (built or not), None when ``choice`` is not one."""
+    arch = demo_arch(choice)
+    return demo_dir(ws, arch) if arch else None
 
 
 STALE_BUILD_S = 600  # a build takes seconds: a temp folder older than this was left by a kill
@@ -298,16 +412,22 @@ def remove_stale_builds(target: Path, *, older_than: float = STALE_BUILD_S) -> l
     return removed
 
 
-def ensure_demo_model(ws: Workspace, *, seed: int = 0, on_progress: Progress | None = None) -> Path:
-    """The workspace's demo model folder, built first if missing or incomplete."""
-    target = ws.demo_model_dir
+def ensure_demo_model(
+    ws: Workspace,
+    *,
+    seed: int = 0,
+    on_progress: Progress | None = None,
+    arch: str = "internlm2",
+) -> Path:
+    """The workspace's demo model folder of ``arch``, built first if missing or incomplete."""
+    target = demo_dir(ws, arch)
     if is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        build_demo_model(tmp / "m", seed=seed, on_progress=on_progress)
+        build_demo_model(tmp / "m", seed=seed, on_progress=on_progress, arch=arch)
         if target.exists():
             shutil.rmtree(target)  # an incomplete build of ours: the marker is missing
         (tmp / "m").rename(target)

@@ -525,8 +525,13 @@ def _weights(model_dir: Path) -> tuple[list[Path], list[str]]:
 def model_dir_of(ws: Workspace, model: str | Path | None) -> tuple[Path | None, bool]:
     """(folder, is_demo) for an explicit model, or the workspace's choice ("demo" or a path)."""
     choice = model if model is not None else ws.load_state().choices.get("model")
-    if choice in (None, "", "demo"):
+    from engine.demo import choice_dir
+
+    if choice in (None, ""):
         return ws.demo_model_dir, True
+    demo = choice_dir(ws, choice)
+    if demo is not None:
+        return demo, True
     return Path(str(choice)).expanduser(), False
 
 
@@ -538,7 +543,8 @@ def check_model(model_dir: Path, *, is_demo: bool = False) -> tuple[list[Check],
                 "model",
                 "warn",
                 f"the demo model is not built yet ({model_dir})",
-                "build it: key b on this screen, or xtuner-wizard demo-model",
+                "build it: key b on this screen, or xtuner-wizard demo-model"
+                + (" --arch qwen2" if model_dir.name == "demo-qwen2" else ""),
             )
         ], None
     if not model_dir.is_dir():

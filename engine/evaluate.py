@@ -215,7 +215,9 @@ def default_models(ws: Workspace) -> tuple[Path | None, Path | None]:
     if base is None:
         choice = ws.load_state().choices.get("model")
         if choice:
-            base = ws.demo_model_dir if choice == "demo" else ws.path(choice)
+            from engine.demo import choice_dir
+
+            base = choice_dir(ws, choice) or ws.path(choice)
     return base, tuned
 
 

@@ -67,7 +67,9 @@ def _base_from_choice(ws: Workspace) -> Path | None:
     choice = ws.load_state().choices.get("model")
     if not choice:
         return None
-    return ws.demo_model_dir if choice == "demo" else ws.path(choice)
+    from engine.demo import choice_dir
+
+    return choice_dir(ws, choice) or ws.path(choice)
 
 
 def checkpoint_bytes(path: Path) -> int:

@@ -37,12 +37,14 @@ class RunAllResult:
 
 def resolve_model(ws: Workspace, model: str | None, say: Say) -> tuple[Path, bool]:
     """The model folder to fine-tune and whether it is the demo model (built on demand)."""
-    from engine.demo import ensure_demo_model
+    from engine.demo import demo_arch, ensure_demo_model
 
-    if model in (None, "", "demo"):
-        say("model: the demo model (tiny InternLM2, random weights; builds offline in seconds)")
-        path = ensure_demo_model(ws)
-        ws.set_choice("model", "demo")
+    arch = "internlm2" if model in (None, "") else demo_arch(model)
+    if arch is not None:
+        kind = {"internlm2": "InternLM2", "qwen2": "Qwen2"}[arch]
+        say(f"model: the demo model (tiny {kind}, random weights; builds offline in seconds)")
+        path = ensure_demo_model(ws, arch=arch)
+        ws.set_choice("model", model or "demo")
         return path, True
     path = Path(model).expanduser().resolve()
     if not (path / "config.json").is_file():

@@ -211,4 +211,21 @@ def resolve_template(template: Any, *, model_path: str | Path | None = None) -> 
         info = model_info(model_path)
         if info.get("prompt_template"):
             return get_template(info["prompt_template"])
+        family = family_template(model_path)
+        if family:
+            return get_template(family)
     return get_template(DEFAULT_TEMPLATE)
+
+
+def family_template(model_path: str | Path) -> str | None:
+    """The prompt template of the built-in config proposed for a base model's family
+    (``qwen2`` -> ``qwen_chat``), read from that config's source; None when unknown."""
+    from engine.config.api import proposed_base_for
+    from engine.config.builtin import builtin_path
+
+    try:
+        settings = config_settings(builtin_path(proposed_base_for(model_path)))
+    except (WizardError, OSError, ValueError, SyntaxError):
+        return None
+    name = settings.get("prompt_template")
+    return name if isinstance(name, str) else None

@@ -18,6 +18,7 @@ from engine.workspace import Workspace
 COMMAND_MODULES = (
     "engine.cli.doctor",
     "engine.cli.demo",
+    "engine.cli.models",
     "engine.cli.data",
     "engine.cli.config",
     "engine.cli.train",

@@ -43,7 +43,9 @@ def register(sub, parent) -> None:
         "--base",
         default=None,
         metavar="CONFIG",
-        help="the built-in config to start from (default internlm2_chat_1_8b_qlora_alpaca_e3)",
+        help="the built-in config to start from (default: the best fit for the model's family, "
+        "e.g. internlm2_chat_1_8b_qlora_alpaca_e3, qwen1_5_0_5b_chat_qlora_alpaca_e3; "
+        "`xtuner-wizard models` lists the fits)",
     )
     p.add_argument("--profile", choices=PROFILE_CHOICES, default="auto")
     p.add_argument(
@@ -102,10 +104,12 @@ def _model_dir(args: argparse.Namespace, ws) -> Path:
             where="--model",
             fix="pass --model PATH (the folder with config.json and weights) or --model demo",
         )
-    if model == "demo":
+    from engine.demo import demo_arch
+
+    if demo_arch(model):
         from engine.demo import ensure_demo_model
 
-        return ensure_demo_model(ws)
+        return ensure_demo_model(ws, arch=demo_arch(model))
     path = Path(model).expanduser()
     if not path.is_absolute():
         path = (Path.cwd() / path).resolve()
@@ -162,12 +166,12 @@ def _data_path(args: argparse.Namespace, ws) -> Path:
 def render(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.config import (
-        TUTORIAL_BASE,
         diff_text,
         estimate_for,
         render_config,
         write_config,
     )
+    from engine.demo import demo_arch
 
     ws = workspace_of(args).ensure()
     model = _model_dir(args, ws)
@@ -176,7 +180,7 @@ def render(args: argparse.Namespace) -> int:
         model_path=str(model),
         data_path=str(data),
         profile=args.profile,
-        base=args.base or TUTORIAL_BASE,
+        base=args.base,
         eval_inputs=args.eval,
         set_args=args.set_args,
     )
@@ -187,7 +191,7 @@ def render(args: argparse.Namespace) -> int:
     path = write_config(ws, rendered, args.out, force=args.force)
     ws.set_choice("profile", rendered.profile)
     if args.model:
-        ws.set_choice("model", args.model if args.model == "demo" else str(model))
+        ws.set_choice("model", args.model if demo_arch(args.model) else str(model))
     ws.mark_done("config")
     for note in rendered.notes:
         print(f"  {note}")

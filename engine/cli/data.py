@@ -153,14 +153,17 @@ def _resolve(ws, path: str) -> Path:
 def _model_dir(ws, model: str | None) -> Path | None:
     if model is None:
         return None
-    if model == "demo":
-        if not ws.demo_model_dir.is_dir():
+    from engine.demo import choice_dir
+
+    demo = choice_dir(ws, model)
+    if demo is not None:
+        if not demo.is_dir():
             raise WizardError(
                 "the demo model is not built",
-                where="--model demo",
-                fix="run: xtuner-wizard demo-model",
+                where=f"--model {model}",
+                fix="run: xtuner-wizard demo-model" + (" --arch qwen2" if model != "demo" else ""),
             )
-        return ws.demo_model_dir
+        return demo
     return _resolve(ws, model)
 
 

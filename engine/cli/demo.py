@@ -1,4 +1,4 @@
-"""``xtuner-wizard demo-model [DIR]``: build the offline demo model (tiny InternLM2)."""
+"""``xtuner-wizard demo-model [DIR] [--arch internlm2|qwen2]``: build an offline demo model."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ def register(sub, parent) -> None:
     p = sub.add_parser(
         "demo-model",
         parents=[parent],
-        help="build the tiny offline demo model (InternLM2, seconds, no network)",
+        help="build the tiny offline demo model (InternLM2 or Qwen2, seconds, no network)",
         description="Build a tiny random InternLM2 model with xtuner's own modelling code and "
         "an offline tokenizer, so the whole flow runs on a CPU. Without DIR it goes into "
-        "the workspace's demo-model/ (kept if already complete).",
+        "the workspace's demo-model/ (kept if already complete). --arch qwen2 builds a tiny "
+        "Qwen2 (transformers' own code) into demo-qwen2/: use it with --model demo-qwen2.",
+    )
+    p.add_argument(
+        "--arch",
+        choices=("internlm2", "qwen2"),
+        default="internlm2",
+        help="the architecture (default internlm2; qwen2 -> demo-qwen2/)",
     )
     p.add_argument("dir", nargs="?", default=None, metavar="DIR", help="folder to create")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -39,8 +46,8 @@ def handle(args: argparse.Namespace) -> int:
     start = time.monotonic()
     if args.dir is None:
         ws = workspace_of(args).ensure()
-        was_complete = demo.is_complete(ws.demo_model_dir)
-        out = demo.ensure_demo_model(ws, seed=args.seed, on_progress=on_progress)
+        was_complete = demo.is_complete(demo.demo_dir(ws, args.arch))
+        out = demo.ensure_demo_model(ws, seed=args.seed, on_progress=on_progress, arch=args.arch)
         if was_complete:
             print(f"demo model already built: {out}")
             return 0
@@ -48,7 +55,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"demo model already built: {args.dir}")
         return 0
     else:
-        out = demo.build_demo_model(Path(args.dir), seed=args.seed, on_progress=on_progress)
+        out = demo.build_demo_model(
+            Path(args.dir), seed=args.seed, on_progress=on_progress, arch=args.arch
+        )
     info = demo.describe(out)
     print(
         f"built the demo model in {time.monotonic() - start:.1f} s: {out}\n"
@@ -69,7 +78,7 @@ def parse_progress(line: str) -> tuple[int, int, str] | None:
         return None
 
 
-def command(workspace: Path | str, *, seed: int = 0) -> list[str]:
+def command(workspace: Path | str, *, seed: int = 0, arch: str = "internlm2") -> list[str]:
     """The child-process command that builds the workspace's demo model with progress lines."""
     import sys
 
@@ -82,5 +91,7 @@ def command(workspace: Path | str, *, seed: int = 0) -> list[str]:
         "demo-model",
         "--seed",
         str(seed),
+        "--arch",
+        arch,
         "--progress",
     ]

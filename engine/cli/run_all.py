@@ -13,7 +13,10 @@ def register(sub, parent):
     )
     p.add_argument("--name", required=True, help="your name, as the assistant should say it")
     p.add_argument(
-        "--model", default="demo", metavar="PATH|demo", help="the model folder (default: demo)"
+        "--model",
+        default="demo",
+        metavar="PATH|demo|demo-qwen2",
+        help="the model folder (default: demo, the tiny InternLM2; demo-qwen2: a tiny Qwen2)",
     )
     p.add_argument("--profile", default="auto", help="config profile: auto|tutorial|qlora|lora|cpu")
     p.add_argument("--style", choices=("varied", "tutorial"), default=None, help="dataset style")

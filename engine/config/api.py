@@ -10,6 +10,7 @@ what xtuner shipped.
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from engine.config.estimate import (
     dataset_size,
     estimate_run,
     model_size,
+    size_from_hf_config,
 )
 from engine.config.profiles import (
     PROFILES,
@@ -176,7 +178,7 @@ def render_config(
     model_path: str | Path,
     data_path: str | Path,
     profile: str = "auto",
-    base: str = TUTORIAL_BASE,
+    base: str | None = None,
     eval_inputs: Iterable[str] | None = None,
     overrides: dict[str, Any] | None = None,
     set_args: Iterable[str] | None = None,
@@ -187,7 +189,8 @@ def render_config(
 
     ``overrides``: settings with Python values; ``set_args``: ``KEY=VALUE`` strings as typed
     on the command line (parsed against the setting's current value). Unknown keys raise
-    :class:`WizardError` naming the close ones.
+    :class:`WizardError` naming the close ones. ``base`` None: the built-in config proposed for
+    the model's family (:func:`proposed_base_for`; the tutorial's for InternLM2).
     """
     if profile not in PROFILES:
         raise WizardError(
@@ -195,11 +198,6 @@ def render_config(
             where="--profile",
             fix=f"use one of {', '.join(PROFILES)}",
         )
-    base_file = builtin_path(base)
-    base_name = base_file.stem
-    base_text = base_file.read_text(encoding="utf-8")
-    src = ConfigSource(base_text, name=base_name)
-
     model_dir = Path(model_path).expanduser()
     size: ModelSize | None
     if profile == "tutorial" and not (model_dir / "config.json").exists():
@@ -207,6 +205,11 @@ def render_config(
     else:
         size = model_size(model_dir)
     demo = _is_demo(model_dir, size)
+
+    base_file = builtin_path(base or proposed_base_for(model_dir))
+    base_name = base_file.stem
+    base_text = base_file.read_text(encoding="utf-8")
+    src = ConfigSource(base_text, name=base_name)
 
     inputs = list(eval_inputs) if eval_inputs else list(TUTORIAL_EVAL_INPUTS)
     if not all(isinstance(q, str) and q.strip() for q in inputs):
@@ -268,6 +271,32 @@ def render_config(
         size=size,
         demo=demo,
     )
+
+
+def fitting_configs_for(model_dir: str | Path) -> list[str]:
+    """The built-in configs that fit a model folder's family (``model_type``), best first (the
+    one written for the nearest size); empty when config.json is unreadable or the family has
+    none."""
+    from engine.config.builtin import configs_for_family
+
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model_type"), str):
+        return []
+    try:
+        params: float | None = size_from_hf_config(cfg).params
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        params = None
+    return configs_for_family(cfg["model_type"], params)
+
+
+def proposed_base_for(model_dir: str | Path) -> str:
+    """The built-in config proposed for a model folder: its family's best fit; the tutorial's
+    when there is none (``--base`` picks another)."""
+    fits = fitting_configs_for(model_dir)
+    return fits[0] if fits else TUTORIAL_BASE
 
 
 def _default_size() -> ModelSize:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,3 +80,78 @@ def builtin_path(name: str) -> Path:
 
 def read_builtin(name: str) -> str:
     return builtin_path(name).read_text(encoding="utf-8")
+
+
+# --- built-in configs by model family ----------------------------------------------------------
+# A model's family is its config.json ``model_type``; xtuner keeps each family's configs in one
+# folder, named after the model they were written for (Qwen1.5 is transformers' ``qwen2``).
+FAMILY_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "internlm2": ("internlm", ("internlm2_",)),
+    "internlm": ("internlm", ("internlm_",)),
+    "internlm3": ("internlm", ("internlm3_",)),
+    "qwen2": ("qwen/qwen1_5", ("qwen1_5_",)),
+    "qwen": ("qwen/qwen1", ("qwen_",)),
+    "qwen2_moe": ("qwen_moe", ()),
+    "llama": ("llama", ("llama",)),
+    "mistral": ("mistral", ()),
+    "mixtral": ("mixtral", ()),
+    "gemma": ("gemma", ()),
+    "phi3": ("phi", ("phi3_",)),
+    "chatglm": ("chatglm", ()),
+    "baichuan": ("baichuan", ()),
+    "deepseek_v2": ("deepseek", ("deepseek_v2",)),
+    "minicpm": ("minicpm", ()),
+    "cohere": ("cohere", ()),
+}
+# Configs the wizard can render: LoRA/QLoRA SFT on an alpaca-style dataset (the tutorial's
+# kind: a process_hf_dataset it points at datas/assistant.json).
+FITTING_SUFFIXES = ("_qlora_alpaca_e3", "_lora_alpaca_e3")
+_SIZE = re.compile(r"_(\d+)(?:_(\d)(?=b))?b(?:_|$)")
+_VERSIONED = re.compile(r"^(qwen1_5|internlm2_5)_")  # a version that looks like a size
+
+
+def config_params(name: str) -> float | None:
+    """The model size a config was written for, from its name (``qwen1_5_0_5b_...`` -> 0.5e9)."""
+    m = _SIZE.search("_" + _VERSIONED.sub("", name))
+    if m is None:
+        return None
+    return float(f"{m.group(1)}.{m.group(2) or 0}") * 1e9
+
+
+def configs_for_family(family: str | None, params: float | None = None) -> list[str]:
+    """The built-in configs that fit a model of ``family`` (``model_type``), best first: chat
+    models' configs, then the one written for the nearest size. Empty for an unknown family."""
+    import math
+
+    if family not in FAMILY_CONFIGS:
+        return []
+    folder, prefixes = FAMILY_CONFIGS[family]
+    root = configs_dir()
+    base = root / folder
+    found = []
+    for name, path in builtin_configs().items():
+        if not name.endswith(FITTING_SUFFIXES) or path.suffix != ".py":
+            continue
+        try:
+            path.relative_to(base)
+        except ValueError:
+            continue
+        if prefixes and not name.startswith(prefixes):
+            continue
+        found.append(name)
+
+    def rank(name: str) -> tuple:
+        chat = any(t in name for t in ("_chat_", "_instruct_", "_it_"))
+        size = config_params(name)
+        distance = (
+            abs(math.log(size) - math.log(params)) if size and params and params > 0 else 99.0
+        )
+        return (not chat, distance, name)
+
+    return sorted(found, key=rank)
+
+
+def proposed_base(family: str | None, params: float | None = None) -> str:
+    """The built-in config to start from for a model: its family's best fit, else the tutorial's."""
+    fits = configs_for_family(family, params)
+    return fits[0] if fits else TUTORIAL_BASE

@@ -288,6 +288,8 @@ class ConfigPane(StepPane):
         saved = choices.get("config_base")
         if isinstance(saved, str) and saved:
             self._base = saved
+        else:
+            self._propose_base()
         gpus = choices.get("gpus")
         if isinstance(gpus, int) and gpus >= 1:
             self.query_one("#launch-gpus", Input).value = str(gpus)
@@ -299,7 +301,20 @@ class ConfigPane(StepPane):
         self._fill_base_list("")
         self._schedule(0)
 
+    def _propose_base(self) -> None:
+        """No base chosen yet: the best fit for the model's family (Qwen2 -> qwen1_5_...)."""
+        from engine.config.api import proposed_base_for
+
+        model = self._model_dir()
+        if model is not None:
+            self._base = proposed_base_for(model)
+            self.query_one("#base-name", Static).update(Text(self._base))
+
     def on_step_shown(self) -> None:
+        if not self.workspace.load_state().choices.get("config_base"):
+            self._propose_base()  # the model may have changed on another step
+            self._fill_base_list(self.query_one("#base-filter", Input).value.strip())
+            self._show_launch()
         self._show_file_state()
         self._schedule(0)  # the dataset or model may have changed on another step
 
@@ -310,6 +325,12 @@ class ConfigPane(StepPane):
         except WizardError as exc:
             self.set_message(str(exc))
             return
+        model = self._model_dir()
+        if not pattern and model is not None:  # the model family's configs first
+            from engine.config.api import fitting_configs_for
+
+            fits = [n for n in fitting_configs_for(model) if n in names]
+            names = fits + [n for n in names if n not in fits]
         olist = self.query_one("#base-list", OptionList)
         olist.clear_options()
         olist.add_options([Option(n, id=n) for n in names])
@@ -443,7 +464,9 @@ class ConfigPane(StepPane):
         model = self.workspace.load_state().choices.get("model")
         if not model:
             return None
-        return self.workspace.demo_model_dir if model == "demo" else self.workspace.path(str(model))
+        from engine.demo import choice_dir
+
+        return choice_dir(self.workspace, model) or self.workspace.path(str(model))
 
     def _start_render(self) -> None:
         self._timer = None

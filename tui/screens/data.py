@@ -185,13 +185,15 @@ class DataPane(StepPane):
     # -- state ---------------------------------------------------------------------------
     def on_mount(self) -> None:
         choices = self.workspace.load_state().choices
+        from engine.demo import demo_arch
+
         written = self._written_choices(choices)
         if written is not None:
             # what the workspace holds (written by the wizard or `data generate`), not defaults
             style, n = written
             self.query_one("#style", Select).value = style
             self.query_one("#n", Input).value = str(n)
-        elif choices.get("model") == "demo":
+        elif demo_arch(choices.get("model")):
             # The tiny demo model learns the tutorial's exact pairs in ~100 CPU iterations; a
             # varied set of thousands of records would take a CPU far longer (run-all agrees).
             self.query_one("#style", Select).value = DEMO_DATA["style"]
@@ -337,7 +339,9 @@ class DataPane(StepPane):
         model = self.workspace.load_state().choices.get("model")
         if not model:
             return None
-        path = self.workspace.demo_model_dir if model == "demo" else self.workspace.path(str(model))
+        from engine.demo import choice_dir
+
+        path = choice_dir(self.workspace, model) or self.workspace.path(str(model))
         return path if path.is_dir() else None
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="data-preview")

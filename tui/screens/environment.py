@@ -71,6 +71,7 @@ class EnvironmentPane(StepPane):
     BINDINGS = [
         Binding("r", "recheck", "Re-check"),
         Binding("b", "build_demo", "Build demo model"),
+        Binding("m", "pick_model", "Pick model"),
     ]
 
     DEFAULT_CSS = """
@@ -139,9 +140,27 @@ class EnvironmentPane(StepPane):
             fn(*args)
 
     # -- model choice ------------------------------------------------------------------
+    def action_pick_model(self) -> None:
+        """The model picker (tui/widgets/model_picker.py) over this step; a choice re-checks."""
+        from tui.widgets.model_picker import ModelPickerScreen
+
+        def chosen(path) -> None:
+            if path is not None:
+                self.workspace.set_choice("model", str(path))
+                self.start_checks()
+
+        self.app.push_screen(ModelPickerScreen(self.workspace), chosen)
+
     def uses_demo_model(self) -> bool:
+        from engine.demo import demo_arch
+
         choice = self.workspace.load_state().choices.get("model")
-        return choice in (None, "", "demo")
+        return choice in (None, "") or demo_arch(choice) is not None
+
+    def _demo_arch(self) -> str:
+        from engine.demo import demo_arch
+
+        return demo_arch(self.workspace.load_state().choices.get("model")) or "internlm2"
 
     # -- checks ------------------------------------------------------------------------
     def action_recheck(self) -> None:
@@ -243,7 +262,7 @@ class EnvironmentPane(StepPane):
         tail: list[str] = []
         try:
             proc = subprocess.Popen(
-                command(self.workspace.root),
+                command(self.workspace.root, arch=self._demo_arch()),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -263,7 +282,9 @@ class EnvironmentPane(StepPane):
                 tail = [*tail[-4:], line.strip()]
         code = proc.wait()
         if code == 0:
-            self._to_ui(self._demo_done, str(self.workspace.demo_model_dir), None)
+            from engine.demo import demo_dir
+
+            self._to_ui(self._demo_done, str(demo_dir(self.workspace, self._demo_arch())), None)
         else:
             why = tail[-1] if tail else f"exit code {code}"
             self._to_ui(self._demo_done, None, why)
