@@ -133,8 +133,8 @@ def test_the_whole_path_at_80x24_with_only_the_keys_on_the_screen(tmp_path, tmux
         tmux("send-keys", "-t", "path", key)
 
     # 1 Environment: no model yet, so b builds the demo model
-    tmux.wait_for_text("path", "b Build demo model", timeout=180)
-    press("b", named="b Build demo model")
+    tmux.wait_for_text("path", "b Demo model", timeout=180)
+    press("b", named="b Demo model")
     tmux.wait_for_text("path", "Demo model ready", timeout=600)
     # 2 Data: ] opens it on the name field; the demo model means the tutorial's 50
     press("]", named="] Next")

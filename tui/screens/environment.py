@@ -70,8 +70,8 @@ class EnvironmentPane(StepPane):
 
     BINDINGS = [
         Binding("r", "recheck", "Re-check"),
-        Binding("b", "build_demo", "Build demo model"),
-        Binding("m", "pick_model", "Pick model"),
+        Binding("b", "build_demo", "Demo model"),
+        Binding("m", "pick_model", "Model"),
     ]
 
     DEFAULT_CSS = """
