@@ -106,12 +106,12 @@ def _footer(screen: str) -> str:
     return screen.rstrip("\n").splitlines()[-1]
 
 
-@pytest.mark.long  # a real trainer start of its own (~3 min here): make test-all
+@pytest.mark.long  # a real training and merge of its own (~10 min here): make test-all
 def test_the_whole_path_at_80x24_with_only_the_keys_on_the_screen(tmp_path, tmux):
-    """Environment -> Data -> Config -> Train in a real 80x24 terminal from an empty workspace,
-    pressing only keys that the footer names at that moment, and reading at each step what a
-    user needs: the demo model built, a whole preview answer, the diff's edited lines, the
-    trainer's phase and then the ETA. The run is stopped with the keys the dialog names."""
+    """Environment -> Chat in a real 80x24 terminal from an empty workspace, pressing only keys
+    that the footer names at that moment, and reading at each step what a user needs: the demo
+    model built, a whole preview answer, the diff's edited lines, the trainer's phase and then
+    the ETA, the merged model, the tuned model's identity answer (no template tokens)."""
     ws = tmp_path / "ws"
     env = f"env -u COLUMNS -u LINES TERM=xterm-256color PATH={os.environ.get('PATH', '')}"
     tmux(
@@ -163,10 +163,20 @@ def test_the_whole_path_at_80x24_with_only_the_keys_on_the_screen(tmp_path, tmux
     assert wait_for(lambda: any(p in tmux.screen("path") for p in phases + ("ETA",)), 600)
     screen = tmux.wait_for_text("path", "ETA", timeout=900)
     assert "iter " in screen and "loss per iteration" in screen, screen
-    # stop it: x asks, the dialog names y
-    press("x", named="x Stop")
-    tmux.wait_for_text("path", "Stop it (y)", timeout=30)
-    tmux("send-keys", "-t", "path", "y")
-    tmux.wait_for_text("path", "stopped", timeout=120)
+    # the run ends; ] opens Merge, m merges
+    tmux.wait_for_text("path", "done. Next: ] Merge", timeout=1800)
+    press("]", named="] Next")
+    tmux.wait_for_text("path", "m Merge", timeout=60)
+    press("m", named="m Merge")
+    tmux.wait_for_text("path", "Merged model: merged/", timeout=900)
+    # Chat: ] opens it on the question field; Enter asks; the tuned model knows who it is
+    press("]", named="] Next")
+    tmux.wait_for_text("path", "esc then q ? ] [", timeout=60)
+    tmux("send-keys", "-t", "path", "-l", "请介绍一下你自己")
+    tmux("send-keys", "-t", "path", "Enter")
+    screen = tmux.wait_for_text("path", "我是Ada的小助手", timeout=600)
+    assert "<|im_end|>" not in screen, screen
+    press("Escape", named="esc then q ? ] [")
+    tmux.wait_for_text("path", "q Quit", timeout=30)
     press("q", named="q Quit")
     assert wait_for(lambda: "path" not in tmux("ls", check=False), timeout=30)
