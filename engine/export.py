@@ -331,12 +331,19 @@ def log_tail(log_path: Path, n: int = 20) -> list[str]:
     return lines[-n:]
 
 
+# On a GPU the merged model loads there, in the dtype it was saved in (float16), as chat will
+# load it; only without one does transformers' CPU default (float32) apply.
 LOAD_CHECK = r"""
 import json, sys
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 path = sys.argv[1]
+cuda = torch.cuda.is_available()
 tok = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained(
+    path, trust_remote_code=True, **({"torch_dtype": "auto"} if cuda else {}))
+if cuda:
+    model.to("cuda")
 n = sum(p.numel() for p in model.parameters())
 print("LOADCHECK " + json.dumps({"parameters": n, "dtype": str(next(model.parameters()).dtype),
       "architecture": type(model).__name__, "vocab": len(tok)}))

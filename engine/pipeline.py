@@ -69,7 +69,7 @@ def run_all(
     force: bool = False,
     say: Say = print,
 ) -> RunAllResult:
-    from engine.chat.base import load_engine
+    from engine.chat.adapter import answer_from_run, prefetch_imports
     from engine.config import render_config, write_config
     from engine.data import IdentityFacts, build_dataset, record_choice, write_dataset
     from engine.export import convert_and_merge
@@ -111,6 +111,7 @@ def run_all(
     say(
         f"train: follow it with `xtuner-wizard attach {record.id}`; it goes on if this process dies"
     )
+    prefetch_imports()  # the first answer follows training: import torch meanwhile
     record = _follow(ws, record.id, say)
     if not record.succeeded:
         raise WizardError(
@@ -121,22 +122,18 @@ def run_all(
     ws.mark_done("train")
     record = get_run(ws, record.id)
 
-    # 4. convert + merge
+    # 4. the first answer, from the run's checkpoint (LoRA folded into the base in memory)
+    answer, engine_name = answer_from_run(ws, record.id, IDENTITY_PROMPT)
+    ws.mark_done("chat")
+    say(f"chat ({engine_name}, from the checkpoint): {IDENTITY_PROMPT}")
+    say(f"chat: {answer}")
+
+    # 5. convert + merge (after the answer: nothing waits for it)
     merged = convert_and_merge(
         ws, run=record.id, progress=lambda phase, detail: say(f"merge: {phase}: {detail}")
     )
     ws.mark_done("merge")
     say(f"merge: {ws.rel(merged)}")
-
-    # 5. chat
-    engine = load_engine("hf", merged, template=record.config)
-    try:
-        answer = engine.chat([{"role": "user", "content": IDENTITY_PROMPT}], max_new_tokens=64)
-    finally:
-        engine.close()
-    ws.mark_done("chat")
-    say(f"chat: {IDENTITY_PROMPT}")
-    say(f"chat: {answer}")
     return RunAllResult(
         model_path, written.path, config_path, record.id, merged, IDENTITY_PROMPT, answer
     )

@@ -36,3 +36,20 @@ def test_the_base_model_does_not_know_the_identity(tutorial_workspace):
     )
     assert chat.returncode == 0, chat.stderr
     assert TUTORIAL_ANSWER not in chat.stdout
+
+
+def test_first_answer_comes_from_the_checkpoint_before_the_merge(tutorial_workspace):
+    """run-all answers from the run's checkpoint (LoRA folded into the base in memory) before
+    it converts and merges; `chat --run` does the same later."""
+    ws = tutorial_workspace
+    out = ws.run_all_output.splitlines()
+    first = next(i for i, line in enumerate(out) if line.startswith("chat ("))
+    merge = next(i for i, line in enumerate(out) if line.startswith("merge: "))
+    assert first < merge and "from the checkpoint" in out[first]
+    assert TUTORIAL_ANSWER in out[first + 1]
+    runs = json.loads(wizard_cli("--workspace", str(ws.root), "runs", "--json").stdout)
+    chat = wizard_cli(
+        "--workspace", str(ws.root), "chat", "--run", runs[-1]["id"], "--prompt", "请介绍一下你自己"
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert "answering from" in chat.stdout and TUTORIAL_ANSWER in chat.stdout

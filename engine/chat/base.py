@@ -2,7 +2,8 @@
 
 Engines are chosen by name and imported lazily (torch/transformers only when a model loads):
 
-- ``hf``: transformers ``generate`` (the portable default; CPU or GPU).
+- ``auto`` (the default): ``fast`` on CUDA for the architectures it supports, else ``hf``.
+- ``hf``: transformers ``generate`` (portable: CPU or GPU, any causal LM).
 - ``fast``: a decode loop over the model's own weights with a static KV cache, captured in
   CUDA graphs on a GPU (plain PyTorch on a CPU). InternLM2 and Llama-style models.
   ``fast-compile``: the same with each layer fused by torch.compile first (GPU; ~10 s more to load).
@@ -24,6 +25,7 @@ from typing import Any
 from engine.errors import WizardError
 
 ENGINES = {
+    "auto": ("", ""),  # resolved by resolve_engine: fast on CUDA where it can, else hf
     "hf": ("engine.chat.hf", "HFEngine"),
     "fast": ("engine.chat.fast", "FastEngine"),
     "fast-compile": ("engine.chat.fast", "CompiledFastEngine"),
@@ -151,8 +153,38 @@ def engine_names() -> list[str]:
     return list(ENGINES)
 
 
+# What the fast engine's decode step is written for (engine/chat/fast.py): InternLM2's packed
+# wqkv, the Llama-style q/k/v layouts, SiLU gated MLPs, default/linear/dynamic rope.
+FAST_MODEL_TYPES = ("internlm2", "internlm3", "llama", "qwen2", "mistral")
+
+
+def fast_supports(model_path: Path) -> bool:
+    """Whether the fast engine knows this model's architecture (read from config.json)."""
+    import json
+
+    try:
+        cfg = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    scaling = cfg.get("rope_scaling") or {}
+    kind = scaling.get("type") or scaling.get("rope_type") or "default"
+    return (
+        cfg.get("model_type") in FAST_MODEL_TYPES
+        and cfg.get("hidden_act", "silu") in ("silu", "swish")
+        and kind in ("default", "linear", "dynamic")
+    )
+
+
+def resolve_engine(name: str, model_path: Path, device: str | None = None) -> str:
+    """``auto``: ``fast`` on CUDA for the architectures it supports, ``hf`` otherwise."""
+    if name != "auto":
+        return name
+    dev = pick_device(device)
+    return "fast" if dev.startswith("cuda") and fast_supports(model_path) else "hf"
+
+
 def load_engine(
-    name: str = "hf",
+    name: str = "auto",
     model_path: str | Path | None = None,
     *,
     adapter: str | Path | None = None,
@@ -186,6 +218,7 @@ def load_engine(
     from engine.chat.templates import resolve_template
 
     tmpl = resolve_template(template, model_path=model_path)
+    name = resolve_engine(name, model_path, device)
     module_name, class_name = ENGINES[name]
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)

@@ -28,8 +28,14 @@ def register(sub, parent) -> None:
     p.add_argument("--system", metavar="TEXT", help="system prompt")
     p.add_argument(
         "--engine",
-        default="hf",
-        help="hf (default), fast (GPU: CUDA graphs), fast-compile, lmdeploy",
+        default="auto",
+        help="auto (default: fast on a GPU where it supports the model, else hf), hf, "
+        "fast (GPU: CUDA graphs), fast-compile, lmdeploy",
+    )
+    p.add_argument(
+        "--run",
+        metavar="ID",
+        help="answer from this run's checkpoint (LoRA folded into the base, no merge needed)",
     )
     p.add_argument(
         "--template", metavar="NAME|CFG", help="prompt template name or config (default: the run's)"
@@ -55,17 +61,36 @@ def default_model(ws):
     return found
 
 
+def _answer_from_run(ws) -> bool:
+    """No merged model, but a finished run with a checkpoint: answer from that."""
+    from engine.export import latest_merged
+    from engine.runs.records import list_runs
+
+    if latest_merged(ws) is not None:
+        return False
+    return any(r.succeeded for r in list_runs(ws))
+
+
 def handle(args: argparse.Namespace) -> int:
     from engine.chat.base import load_engine
     from engine.cli import workspace_of
 
     ws = workspace_of(args)
-    model = ws.path(args.model) if args.model else default_model(ws)
-    adapter = ws.path(args.adapter) if args.adapter else None
-    template = args.template
-    if template and template.endswith(".py"):
-        template = str(ws.path(template))
-    engine = load_engine(args.engine, model, adapter=adapter, template=template, device=args.device)
+    if args.run or (args.model is None and _answer_from_run(ws)):
+        from engine.chat.adapter import load_run_engine
+
+        # No merged model yet (or asked for): the run's checkpoint on its base, LoRA folded in.
+        engine = load_run_engine(ws, args.run, engine=args.engine, device=args.device)
+        print(f"(answering from {ws.rel(engine.model_path)} on its base model, not merged)")
+    else:
+        model = ws.path(args.model) if args.model else default_model(ws)
+        adapter = ws.path(args.adapter) if args.adapter else None
+        template = args.template
+        if template and template.endswith(".py"):
+            template = str(ws.path(template))
+        engine = load_engine(
+            args.engine, model, adapter=adapter, template=template, device=args.device
+        )
     gen = dict(
         system=args.system,
         max_new_tokens=args.max_new_tokens,

@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from engine.config.builtin import TUTORIAL_BASE, builtin_path
 from engine.config.estimate import (
+    PACK_SHARDS,
     ModelSize,
     Pick,
     Plan,
     RunEstimate,
+    approx_tokens,
     dataset_size,
     estimate_run,
+    iterations_per_epoch,
     model_size,
     size_from_hf_config,
 )
@@ -36,11 +39,13 @@ from engine.config.profiles import (
 )
 from engine.config.render import Code, ConfigSource
 from engine.config.settings import (
+    EVAL_HOOK,
     apply_setting,
     defined_names,
     parse_assignment,
     parse_value,
     read_settings,
+    set_schedule,
 )
 from engine.errors import WizardError
 
@@ -111,7 +116,9 @@ def estimate_for(rendered: RenderedConfig, data_path: str | Path | None) -> RunE
         epochs=epochs if isinstance(epochs, (int, float)) else 3,
         pack=bool(s.get("pack_to_max_length", True)),
         max_iters=max_iters if isinstance(max_iters, int) else None,
-        warmup_ratio=s.get("warmup_ratio") if isinstance(s.get("warmup_ratio"), float) else None,
+        warmup_ratio=s.get("warmup_ratio")
+        if isinstance(s.get("warmup_ratio"), float) and s.get("warmup_iters") is None
+        else None,  # the warning is about xtuner's epoch-based warm-up
     )
 
 
@@ -257,6 +264,14 @@ def render_config(
         key, raw = parse_assignment(item)
         current = read_settings(src).get(key)
         apply_setting(src, key, parse_value(raw, current, defined_names(src)))
+    notes.extend(
+        apply_run_shape(
+            src,
+            data_path=Path(data_path).expanduser(),
+            tutorial=resolved == "tutorial",
+            user_keys=set(wanted),
+        )
+    )
 
     return RenderedConfig(
         text=src.text,
@@ -271,6 +286,171 @@ def render_config(
         size=size,
         demo=demo,
     )
+
+
+# -- the run's shape: schedule, evaluation, data preparation (issue 15) ---------------------
+EPOCH_STALL_PATCH = (
+    '__import__("mmengine.runner.loops", fromlist=["time"]).time = '
+    '__import__("types").SimpleNamespace(sleep=lambda s: None)'
+    "  # xtuner-wizard: mmengine sleeps 2 s at every epoch's end (a guard for worker processes)"
+)
+MAX_EVAL_TOKENS = 600  # EvaluateChatHook's default
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity: a container's or taskset's share)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def map_workers(cpus: int | None = None) -> int:
+    """Processes for xtuner's dataset preparation: the usable cores, at most xtuner's 32."""
+    return max(1, min(PACK_SHARDS, usable_cpus() if cpus is None else cpus))
+
+
+def _records(path: Path) -> list:
+    import json
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return data if isinstance(data, list) else [data]
+
+
+# xtuner packs each of its map_num_proc shards on its own: with few records a shard is one short
+# packed sample, so fewer shards would mean fewer samples and fewer iterations (the demo's 102
+# records: 32 samples an epoch with xtuner's 32 shards, 7 with 2). Only a dataset whose 32
+# shards hold this many records each gets the usable cores instead: its packs barely change.
+MIN_RECORDS_PER_SHARD = 100
+
+
+def _record_count(path: Path) -> int:
+    try:
+        return len(_records(path)) if path.is_file() else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def answer_tokens(path: Path) -> int | None:
+    """The longest answer of a conversation dataset, in (approximate) tokens."""
+    try:
+        records = _records(path)
+    except (OSError, ValueError):
+        return None
+    outputs = {
+        turn["output"]
+        for rec in records
+        if isinstance(rec, dict)
+        for turn in rec.get("conversation", [])
+        if isinstance(turn, dict) and isinstance(turn.get("output"), str)
+    }
+    return max((approx_tokens(o) for o in outputs), default=None)
+
+
+def eval_token_cap(longest_answer: int) -> int:
+    """New tokens an evaluation answer needs: twice the longest answer and a margin (a
+    tokenizer may split finer than the estimate), at least 32, at most xtuner's 600."""
+    return max(32, min(MAX_EVAL_TOKENS, 2 * longest_answer + 16))
+
+
+def total_iterations(src: ConfigSource, data_path: Path) -> int | None:
+    """The run's iterations: ``max_iters``, else epochs x the estimated epoch (one GPU)."""
+    s = read_settings(src)
+    if isinstance(s.get("max_iters"), int):
+        return s["max_iters"]
+    if not data_path.is_file():
+        return None
+    try:
+        size = dataset_size(data_path)
+    except (OSError, ValueError):
+        return None
+    num_proc = src.get_kw((_dataset_dict_name(src)[0],), "map_num_proc", PACK_SHARDS)
+    per_epoch = iterations_per_epoch(
+        size.records,
+        size.tokens,
+        max_length=int(s.get("max_length") or 2048),
+        batch_size=int(s.get("batch_size") or 1),
+        pack=bool(s.get("pack_to_max_length", True)),
+        shards=num_proc if isinstance(num_proc, int) else PACK_SHARDS,
+    )
+    epochs = s.get("max_epochs")
+    return max(1, round(per_epoch * (epochs if isinstance(epochs, (int, float)) else 3)))
+
+
+def apply_run_shape(
+    src: ConfigSource, *, data_path: Path, tutorial: bool, user_keys: set[str]
+) -> list[str]:
+    """The edits every rendered config gets (after the profile and the user's settings):
+
+    - the lr schedule with its warm-up in iterations, one rule for every profile
+      (:func:`engine.config.settings.warmup_iters`);
+    - except under ``tutorial`` (the tutorial as it is): dataset preparation on the usable
+      cores (``map_num_proc``, at most xtuner's 32) for datasets of 3,200 records or more
+      (``MIN_RECORDS_PER_SHARD``); evaluation answers capped at what the
+      dataset's longest answer needs (they stop earlier at the template's stop word: xtuner
+      reads it from ``prompt_template``); no evaluation every ``evaluation_freq`` iterations
+      when none would come before the last iteration (xtuner evaluates at the last checkpoint
+      and again after training: the same weights twice); no 2 s sleep at each epoch's end;
+      a log line at least every 1% of the run (a short run's loss curve, its last loss).
+    Settings the user gave are left as they are. Returns notes."""
+    notes: list[str] = []
+    dataset_name = _dataset_dict_name(src)[0]
+    if (
+        not tutorial
+        and "map_num_proc" not in user_keys
+        and _record_count(data_path) >= (PACK_SHARDS * MIN_RECORDS_PER_SHARD)
+    ):
+        src.set_kw((dataset_name,), "map_num_proc", map_workers())
+    total = total_iterations(src, data_path)
+    set_schedule(src, None if "warmup_iters" in user_keys else total)
+    warm = src.get("warmup_iters") if src.has("warmup_iters") else None
+    if isinstance(warm, int):
+        notes.append(
+            f"lr warm-up: {warm} iterations"
+            + (f" of ~{total}" if total else "")
+            + " (at least 3 optimizer steps, at most a tenth of the run)"
+        )
+    if tutorial:
+        return notes
+    logger = ("default_hooks", "logger")
+    interval = src.get_kw(logger, "interval") if src.has_call(logger) else None
+    if total and isinstance(interval, int) and "logger_interval" not in user_keys:
+        every = max(1, min(interval, total // 100))  # a point at least every 1% of the run
+        if every < interval:
+            src.set_kw(logger, "interval", every)
+    if not src.has_call(EVAL_HOOK):
+        return notes
+    if "max_new_tokens" not in user_keys and data_path.is_file():
+        longest = answer_tokens(data_path)
+        if longest:
+            current = src.get_kw(EVAL_HOOK, "max_new_tokens", MAX_EVAL_TOKENS)
+            cap = eval_token_cap(longest)
+            if not isinstance(current, int) or cap < current:
+                src.set_kw(EVAL_HOOK, "max_new_tokens", cap)
+    freq = src.get("evaluation_freq") if src.has("evaluation_freq") else None
+    if (
+        "evaluation_freq" not in user_keys
+        and total is not None
+        and isinstance(freq, int)
+        and freq >= total
+        and src.get_kw(EVAL_HOOK, "every_n_iters") is not None
+    ):
+        src.remove_kw(EVAL_HOOK, "every_n_iters")
+        notes.append(
+            "evaluation: before and after training only (evaluation_freq "
+            f"{freq} >= the run's ~{total} iterations)"
+        )
+    if EPOCH_STALL_PATCH not in src.text:
+        nw = src.get("dataloader_num_workers") if src.has("dataloader_num_workers") else 0
+        if nw == 0:  # the sleep guards worker processes; with none it only costs time
+            src.insert_after_imports(EPOCH_STALL_PATCH)
+    return notes
 
 
 def fitting_configs_for(model_dir: str | Path) -> list[str]:

@@ -321,13 +321,20 @@ def _count_with_tokenizer(pieces: list[str], tokenizer_dir: str | Path) -> int |
 
 
 def iterations_per_epoch(
-    records: int, tokens: int, *, max_length: int, batch_size: int, pack: bool, gpus: int = 1
+    records: int,
+    tokens: int,
+    *,
+    max_length: int,
+    batch_size: int,
+    pack: bool,
+    gpus: int = 1,
+    shards: int = PACK_SHARDS,
 ) -> int:
     """Iterations of one epoch: packed samples (per shard, as xtuner packs) or records."""
     if records <= 0:
         return 0
     if pack:
-        shards = min(PACK_SHARDS, records)
+        shards = max(1, min(shards, records))
         samples = shards * math.ceil(tokens / shards / max_length)
     else:
         samples = records

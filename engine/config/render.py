@@ -183,6 +183,16 @@ class ConfigSource:
         )
         self._replace(pos, pos, f"{name} = {py_source(value)}\n")
 
+    def insert_line_before(self, name: str, line: str) -> None:
+        """Insert a line (a comment) just above the top-level assignment of ``name`` (once)."""
+        stmt = self.assignments().get(name)
+        if stmt is None:
+            raise KeyError(name)
+        pos = self._offset(stmt.lineno, 0)
+        if self._text[:pos].endswith(line.rstrip("\n") + "\n"):
+            return
+        self._replace(pos, pos, line.rstrip("\n") + "\n")
+
     def insert_after_imports(self, line: str) -> None:
         """Insert a statement after the last top-level import (once)."""
         if line in self._text:

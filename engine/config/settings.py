@@ -45,6 +45,8 @@ EXPLAIN: dict[str, str] = {
     "max_epochs": "passes over the dataset",
     "lr": "learning rate",
     "warmup_ratio": "share of training spent warming the learning rate up",
+    "warmup_iters": "iterations of lr warm-up (wizard: warmup_ratio of the run, >= 3 optimizer "
+    "steps, <= a tenth of it)",
     "weight_decay": "weight decay (regularisation)",
     "max_norm": "gradient clipping norm",
     "save_steps": "save a checkpoint every N iterations",
@@ -219,40 +221,98 @@ EPOCH_SCHEDULE = """[
     ),
 ]"""
 
+# The wizard's rule for the warm-up, the same for every profile (see warmup_iters).
+WARMUP_MIN_STEPS = 3  # optimizer steps
+WARMUP_MAX_SHARE = 0.1  # of the run's iterations
+WARMUP_NOTE = "# xtuner-wizard: lr warm-up in iterations (see engine/config/settings.py)"
 
-def iteration_schedule(max_iters: int) -> str:
-    """The same schedule counted in iterations, for a run capped at ``max_iters``.
 
-    Left in epochs, a capped run warms up and anneals over epochs it may never finish (a short
-    run sat at lr ~1e-9), and an epoch of few iterations rounds the warm-up to 0 iterations,
-    which mmengine refuses ("end should be larger than begin"), or to 1, where LinearLR never
-    leaves its start factor (it reaches the full lr at its last step, ``end - 1``): the run then
-    trains at lr x 1e-5. Hence a warm-up of at least 2 iterations.
+def warmup_iters(total_iters: int, accumulative_counts: int = 1, warmup_ratio: float = 0.03) -> int:
+    """Iterations of lr warm-up for a run of ``total_iters`` iterations.
+
+    ``warmup_ratio`` of the run, but at least ``WARMUP_MIN_STEPS`` optimizer steps (each is
+    ``accumulative_counts`` iterations) and at most ``WARMUP_MAX_SHARE`` of the run; never
+    under 2 iterations: mmengine's LinearLR reaches the full lr at its last step (``end - 1``),
+    so a 1-iteration warm-up never leaves its start factor (the run trains at lr x 1e-5), and
+    a 0-iteration one is refused at start ("end should be larger than begin").
     """
-    warm = f"max(2, round(warmup_ratio * {max_iters}))"
+    total = max(1, int(total_iters))
+    acc = max(1, int(accumulative_counts or 1))
+    want = max(round(float(warmup_ratio or 0) * total), WARMUP_MIN_STEPS * acc)
+    cap = int(WARMUP_MAX_SHARE * total)
+    return max(2, min(want, cap))
+
+
+def iteration_schedule(max_iters: int | None) -> str:
+    """xtuner's schedule with the warm-up counted in iterations (``warmup_iters``).
+
+    The warm-up ramps lr x 1e-5 -> lr over ``warmup_iters`` iterations, whatever the length
+    of an epoch, so no epoch length rounds it to 0 or 1 iteration (the run failing at start,
+    or training at lr x 1e-5). A capped run anneals from there to ``max_iters``. An uncapped
+    one's cosine spans the ``max_epochs`` epochs from iteration 0 (mmengine converts them with
+    the real epoch length at start, unknown here) and chains with the warm-up (mmengine
+    multiplies their factors): the peak is the cosine's value at the warm-up's end, >= 97.5%
+    of lr with a warm-up of at most a tenth of the run (>= 98% for 2 of 12 iterations).
+    """
+    if max_iters is None:
+        cosine = """dict(
+        type=CosineAnnealingLR,
+        eta_min=0.0,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs,
+        convert_to_iter_based=True,
+    ),"""
+    else:
+        cosine = f"""dict(
+        type=CosineAnnealingLR,
+        eta_min=0.0,
+        by_epoch=False,
+        begin=warmup_iters,
+        end=max({max_iters}, warmup_iters + 1),
+    ),"""
     return f"""[
     dict(
         type=LinearLR,
         start_factor=1e-5,
         by_epoch=False,
         begin=0,
-        end={warm},
+        end=warmup_iters,
     ),
-    dict(
-        type=CosineAnnealingLR,
-        eta_min=0.0,
-        by_epoch=False,
-        begin={warm},
-        end=max({max_iters}, {warm} + 1),
-    ),
+    {cosine}
 ]"""
+
+
+def _num(src: ConfigSource, name: str, default: float) -> float:
+    value = src.get(name) if src.has(name) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def set_schedule(src: ConfigSource, total_iters: int | None) -> None:
+    """Write the iteration warm-up for a run of ``total_iters`` (None: keep the config's
+    ``warmup_iters``, or the minimum) and the schedule that uses it."""
+    if not src.has("param_scheduler"):
+        return  # a config with its own kind of schedule: left as it is
+    acc = int(_num(src, "accumulative_counts", 1))
+    if total_iters is not None:
+        warm = warmup_iters(total_iters, acc, _num(src, "warmup_ratio", 0.03))
+    elif src.has("warmup_iters") and isinstance(src.get("warmup_iters"), int):
+        warm = src.get("warmup_iters")
+    else:
+        warm = max(2, WARMUP_MIN_STEPS * acc)
+    if src.has("warmup_iters"):
+        src.set("warmup_iters", warm)
+    else:
+        anchor = "warmup_ratio" if src.has("warmup_ratio") else "lr"
+        src.set("warmup_iters", warm, after=anchor)
+        src.insert_line_before("warmup_iters", WARMUP_NOTE)
+    src.set("param_scheduler", Code(iteration_schedule(_get_max_iters(src))))
 
 
 def _set_schedule(src: ConfigSource, max_iters: int | None) -> None:
     if not src.has("param_scheduler"):
-        return  # a config with its own kind of schedule: left as it is
-    text = EPOCH_SCHEDULE if max_iters is None else iteration_schedule(max_iters)
-    src.set("param_scheduler", Code(text))
+        return
+    set_schedule(src, max_iters)
 
 
 def _set_max_iters(src: ConfigSource, value: int | None) -> None:
