@@ -34,6 +34,7 @@ async def test_chat_pane_without_a_merged_model(workspace):
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("chat")
         await pilot.pause()
+        await pilot.pause()
         assert "No merged model yet" in _text(app, "#chat-status")
         assert "No evaluation yet" in _text(app, "#eval-summary")
 
@@ -53,6 +54,7 @@ async def test_chat_streams_tokens_multi_turn_and_clear(merged):
     app = WizardApp(merged.root)
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("chat")
+        await pilot.pause()
         pane = app.query_one("ChatPane")
         await pilot.pause()
         await _ask(pilot, app, IDENTITY_PROMPT)
@@ -93,6 +95,7 @@ async def test_stop_ends_a_long_answer(merged, paced_tokens):
     app = WizardApp(merged.root)
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("chat")
+        await pilot.pause()
         pane = app.query_one("ChatPane")
         app.query_one("#chat-tabs", TabbedContent).active = "tab-ba"
         app.query_one("#chat-max", Input).value = "1000"
@@ -126,6 +129,7 @@ def test_before_after_snapshot(merged, snap_compare):
     async def run_before(pilot) -> None:
         app.query_one("#title-bar", Static).update("xtuner-wizard  ·  ~/workspace")
         app.open_step("chat")
+        await pilot.pause()
         app.query_one("#chat-tabs", TabbedContent).active = "tab-ba"
         app.query_one("#chat-max", Input).value = "24"
         await pilot.pause()

@@ -119,3 +119,26 @@ def test_config_pane_snapshot(snap_compare, monkeypatch):
         await settle(pilot)
 
     assert snap_compare(WizardApp(SNAP_WS), terminal_size=(120, 40), run_before=run_before)
+
+
+async def test_the_form_opens_on_the_config_the_workspace_holds(tmp_path, monkeypatch):
+    """A config written by `xtuner-wizard config --set lr=5e-4` opens with lr 5e-4 in the form."""
+    from engine.config import render_config, write_config
+
+    monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")
+    ws = make_workspace(tmp_path / "ws")
+    rendered = render_config(
+        model_path=ws.demo_model_dir,
+        data_path=ws.dataset_path,
+        profile="cpu",
+        set_args=["lr=5e-4", "max_length=128"],
+    )
+    write_config(ws, rendered)
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        pane = app.query_one("#config")
+        assert app.query_one("#f-lr").value == "5e-4"
+        assert app.query_one("#f-max_length").value == "128"
+        assert pane.overrides == {"lr": "5e-4", "max_length": "128"}
+        assert "+lr = 5e-4" in pane.last_result.diff

@@ -36,7 +36,15 @@ async def type_into(pilot, widget_id: str, text: str) -> None:
 
 
 def panel_text(app: WizardApp, widget_id: str) -> str:
-    return str(app.query_one(f"#{widget_id}", Static).render())
+    """A panel's text, its lines whole (a preview is a grid of Q/A marks and text)."""
+    import io
+
+    from rich.console import Console
+
+    widget = app.query_one(f"#{widget_id}", Static)
+    console = Console(width=400, file=io.StringIO(), record=True)  # lines whole
+    console.print(widget.content)
+    return console.export_text()
 
 
 async def test_the_preview_follows_the_form(workspace):
@@ -66,7 +74,7 @@ async def test_the_preview_follows_the_form(workspace):
         assert app.query_one("#maker", Input).disabled
         assert app.query_one("#n", Input).value == "300"  # the user's n is kept
         assert len(pane.last_preview.bundle.train) == 602
-        assert "tutorial style" in panel_text(app, "data-stats")
+        assert "these 2 records, repeated" in panel_text(app, "data-preview")
 
         await type_into(pilot, "n", "x1")  # type=integer refuses the x
         await type_into(pilot, "name", "")
@@ -173,3 +181,23 @@ async def test_statistics_count_tokens_with_the_chosen_models_tokenizer(workspac
         assert stats.unit == "tokens" and stats.truncated == 0
         assert "tokens: median" in panel_text(app, "data-stats")
         assert "over max_length 2048: 0" in panel_text(app, "data-stats")
+
+
+async def test_the_form_opens_on_what_the_workspace_holds(workspace):
+    """A file written by `data generate --style tutorial --n 50` opens as tutorial / 50."""
+    from engine.data.generate import IdentityFacts, build_dataset, record_choice, write_dataset
+
+    facts = IdentityFacts(name="伍鲜同志")
+    record_choice(
+        workspace, write_dataset(workspace, build_dataset("tutorial", facts, n=50)), facts
+    )
+    app = open_on_data(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.query_one("#style", Select).value == "tutorial"
+        assert app.query_one("#n", Input).value == "50"
+        assert app.query_one("#name", Input).value == "伍鲜同志"
+        # the preview's answers whole, not cut at the width
+        preview = panel_text(app, "data-preview")
+        joined = "".join(line.strip() for line in preview.splitlines())
+        assert "A 我是伍鲜同志的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦" in joined

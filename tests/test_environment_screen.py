@@ -104,14 +104,14 @@ async def test_checks_appear_rerun_and_mark_the_step(workspace: Workspace, demo_
         # A model folder of the user's own: no demo-model key.
         assert pane.check_action("build_demo", ()) is False
 
-        # Walk the rail away and back: the checks stay.
-        await pilot.press("right_square_bracket", "right_square_bracket")
+        # Walk the rail away and back (esc leaves the Data step's name field): the checks stay.
+        await pilot.press("right_square_bracket", "escape", "right_square_bracket")
         assert app.current_step == "config"
         await pilot.press("1")
         assert app.current_step == "environment" and pane.checks
 
-        # Into the pane, r re-runs them (a new generation; old results would be dropped).
-        await pilot.press("tab")
+        # Opening the step focused its main control (the checks); r re-runs them (a new
+        # generation; old results would be dropped).
         assert app.focused is not None and pane in app.focused.ancestors_with_self
         before = pane._generation
         await pilot.press("r")

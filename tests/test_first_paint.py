@@ -59,7 +59,7 @@ async def test_start_up_paints_the_train_step_once(tmp_path, steady_host, monkey
         # The one full paint already holds the rail, the loss history and the footer's keys.
         assert "4 Train" in first and "6 Chat" in first
         assert "█" in first, "the chart was laid out before the first frame"
-        assert "Quit" in first and "Next step" in first
+        assert "Quit" in first and "] Next" in first
         # Afterwards: at most the rail's highlighted row changing look as focus arrives.
         repainted = sum(cells for kind, cells, _ in paints[1:])
         assert repainted <= 20, paints[1:]
@@ -120,13 +120,17 @@ async def test_footer_recomposes_only_when_its_keys_change(workspace: Workspace,
         footer = app.query_one(KeysFooter)
         assert recomposed == [], "start-up shows the keys in the first frame, once"
         assert "Quit" in str([k.description for k in footer.query("FooterKey")])
-        await pilot.press("down", "down", "up")  # other steps, same keys: nothing redrawn
-        await pilot.pause(0.2)
-        assert recomposed == []
-        await pilot.press("enter")  # into the Data step: its keys appear
+        await pilot.press("down")  # the Data step, from the rail: its keys appear
         await pilot.pause(0.2)
         assert len(recomposed) == 1
         assert "Write file" in [k.description for k in footer.query("FooterKey")]
-        await pilot.press("escape")
+        app.refresh_bindings()  # asked again, same keys: nothing redrawn
+        await pilot.pause(0.2)
+        assert len(recomposed) == 1
+        await pilot.press("enter")  # into the name field: esc and where q ? ] [ went
         await pilot.pause(0.2)
         assert len(recomposed) == 2
+        assert "then q ? ] [" in [k.description for k in footer.query("FooterKey")]
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert len(recomposed) == 3

@@ -107,7 +107,7 @@ def test_gpu_lines_say_na_where_unsupported():
     assert gpu_line(full) == "GPU0 H200           util  87%  mem    40.0/140.4 GB   62°C   310 W"
     bare = GpuSample(1, "NVIDIA H200", None, None, None, None, None)
     assert gpu_line(bare).count("N/A") == 4
-    assert host_line(12.0, 3.1, 23.5) == "CPU   12%   RAM   3.1/23.5 GB"
+    assert host_line(12.0, 3.1, 23.5) == "run CPU  12%   RAM   3.1 of 23.5 GB"
 
 
 async def test_gpu_panel_hidden_without_gpus():
@@ -120,7 +120,7 @@ async def test_gpu_panel_hidden_without_gpus():
         panel = app.query_one(GpuPanel)
         panel.show([], 5.0, 1.0, 2.0)
         assert panel.gpu_count == 0
-        assert panel.lines == ["CPU    5%   RAM   1.0/2.0 GB"]
+        assert panel.lines == ["run CPU   5%   RAM   1.0 of 2.0 GB"]
 
 
 async def test_chart_takes_a_retrained_iteration_value():

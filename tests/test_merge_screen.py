@@ -19,10 +19,29 @@ async def test_merge_pane_without_runs(workspace):
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("merge")
         await pilot.pause()
+        await pilot.pause()
         assert "No training run yet" in _text(app, "#merge-check")
         await pilot.click("#merge-start")  # nothing to merge: a warning, no crash
         await pilot.pause()
         assert "✓" not in _text(app, "#phase-convert")
+
+
+async def test_a_run_without_a_whole_checkpoint_is_named_not_select_null(tmp_path):
+    """The recorded run's checkpoints are empty placeholders (not whole): the checkpoint
+    picker is empty, and the check must not look for a file named after its empty value."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_screen import install_recorded_run
+
+    ws = install_recorded_run(tmp_path / "ws")
+    ws.update_state(current_step="merge")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = _text(app, "#merge-check")
+        assert "Select.NULL" not in text and "Cannot merge" in text, text
 
 
 @pytest.mark.slow
@@ -33,6 +52,7 @@ async def test_merge_from_the_pane(tmp_path_factory):
     app = WizardApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
         app.open_step("merge")
+        await pilot.pause()
         await pilot.pause()
         check = _text(app, "#merge-check")
         assert "template internlm2_chat" in check and "enough" in check

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def steady_host(monkeypatch):
     """CPU and RAM as fixed numbers, and no GPU lines: live sensors would change the screen."""
     from engine.gpu import GpuSampler
 
-    monkeypatch.setattr(train_screen, "_host_sample", lambda: (12.0, 3.1, 23.5))
+    monkeypatch.setattr(train_screen, "_host_sample", lambda procs: (12.0, 3.1, 23.5))
     monkeypatch.setattr(GpuSampler, "sample", lambda self: [])
 
 
@@ -96,7 +97,7 @@ def test_recorded_run_formats():
     shown = last_round(snap.eval_samples)
     assert len(shown) >= 1 and all(s.iteration == shown[0].iteration for s in shown)
     assert eval_title(snap.eval_samples).startswith("answers after training, iter 40")
-    assert "<|im_start|>assistant" in eval_body(snap.eval_samples)
+    assert "我在这里帮助伍鲜同志完成XTuner微调个人小助手的任务" in eval_body(snap.eval_samples)
     tail = visible_log_lines(snap.log_tail)
     assert tail and not any("Iter(train)" in ln for ln in tail)
     assert hms(3725) == "1:02:05" and hms(None) == "-:--:--"
@@ -255,3 +256,79 @@ async def test_stop_asks_first_and_resume_needs_a_checkpoint(tmp_path, demo_mode
         await pilot.pause(0.5)
         assert len(list_runs(ws)) == 1
         assert any("no checkpoint" in str(n.message) for n in app._notifications)
+
+
+# -- issue 14: what the screen says while a run starts, and answers without template tokens ---
+def test_answers_are_shown_without_template_tokens():
+    from tui.format import without_tokens
+
+    _record, snap = recorded_snapshot()
+    raw = "\n".join(s.text for s in snap.eval_samples)
+    assert "<|im_end|>" in raw  # what EvaluateChatHook prints
+    body = eval_body(snap.eval_samples, limit=20)
+    assert "<|" not in body and "<s>" not in body
+    assert "我是伍鲜同志的小助手" in body
+    before = [sample for sample in snap.eval_samples if sample.iteration == 0]
+    assert before and "noise is expected" in eval_title(before)  # the untrained demo model
+    assert without_tokens("<s><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo</s>") == (
+        "hi\nyo"
+    )
+
+
+def test_elapsed_moves_with_the_clock_while_the_trainer_loads(monkeypatch):
+    from types import SimpleNamespace
+
+    from tui.screens.train import time_line
+
+    _record, snap = recorded_snapshot()
+    starting = SimpleNamespace(
+        phase="starting",
+        losses=[],
+        started_at=None,
+        last_log_at=None,
+        eta_seconds=None,
+        log_tail=[
+            "11/29 02:37:58 - mmengine - INFO - Config:",
+            "11/29 02:37:59 - mmengine - INFO - Hooks will be executed in the following order:",
+            "Map (num_proc=32):  24%|██▍       | 12/50 [00:02<00:50,  1.05s/ examples]",
+        ],
+    )
+    record = SimpleNamespace(started=1000.0, ended=None, active=True)
+    monkeypatch.setattr(train_screen, "now", lambda: 1035.0)
+    assert time_line(starting, record) == (
+        "elapsed 0:00:35 · preparing the dataset: Map (32) 12/50"
+    )
+    monkeypatch.setattr(train_screen, "now", lambda: 1036.0)
+    assert time_line(starting, record).startswith("elapsed 0:00:36 · ")
+    # a finished run: from its start to its end
+    finished = SimpleNamespace(started=1000.0, ended=1291.0, active=False)
+    assert time_line(snap, finished).startswith("elapsed 0:04:51")
+
+
+def test_the_cpu_line_is_the_runs_own_processes():
+    """A live process tree stands in for a run: its CPU and memory, not the machine's."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from tui.screens.train import RunPoller, _host_sample
+
+    busy = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    proc = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        poller = RunPoller(Workspace(SNAPSHOT_WS))
+        poller.record = SimpleNamespace(active=True, pid=proc.pid, trainer_pid=None)
+        procs = poller.run_processes()
+        assert [p.pid for p in procs] == [proc.pid]
+        _host_sample(procs)  # psutil measures CPU between two calls
+        deadline = time.monotonic() + 20
+        cpu = 0.0
+        while cpu < 20 and time.monotonic() < deadline:
+            proc_wait = poller.run_processes()
+            time.sleep(0.2)  # the interval psutil measures CPU over (as a poll's interval)
+            cpu, rss, total = _host_sample(proc_wait)
+        assert cpu >= 20 and rss is not None and 0 <= rss < total
+        poller.record = SimpleNamespace(active=False)
+        assert poller.run_processes() == [] and _host_sample([])[0] is None
+    finally:
+        proc.kill()
+        proc.wait()

@@ -100,3 +100,83 @@ def test_run_survives_a_killed_wizard_and_is_shown_on_reopen(tmp_path, tmux):
     assert "iter 10/10 (100%)" in screen
     assert "loss per iteration" in screen and "█" in screen, screen  # the whole loss history
     assert "answers after training, iter 10" in screen
+
+
+def _footer(screen: str) -> str:
+    return screen.rstrip("\n").splitlines()[-1]
+
+
+@pytest.mark.long  # a real training and merge of its own (~10 min here): make test-all
+def test_the_whole_path_at_80x24_with_only_the_keys_on_the_screen(tmp_path, tmux):
+    """Environment -> Chat in a real 80x24 terminal from an empty workspace, pressing only keys
+    that the footer names at that moment, and reading at each step what a user needs: the demo
+    model built, a whole preview answer, the diff's edited lines, the trainer's phase and then
+    the ETA, the merged model, the tuned model's identity answer (no template tokens)."""
+    ws = tmp_path / "ws"
+    env = f"env -u COLUMNS -u LINES TERM=xterm-256color PATH={os.environ.get('PATH', '')}"
+    tmux(
+        "new-session",
+        "-d",
+        "-s",
+        "path",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        f"{env} {WIZARD} --workspace {ws}",
+    )
+    assert tmux.size("path") == "80x24"
+
+    def press(key: str, *, named: str) -> None:
+        screen = tmux.screen("path")
+        assert named in _footer(screen), f"{named!r} not in the footer:\n{screen}"
+        tmux("send-keys", "-t", "path", key)
+
+    # 1 Environment: no model yet, so b builds the demo model
+    tmux.wait_for_text("path", "b Demo model", timeout=180)
+    press("b", named="b Demo model")
+    tmux.wait_for_text("path", "Demo model ready", timeout=600)
+    # 2 Data: ] opens it on the name field; the demo model means the tutorial's 50
+    press("]", named="] Next")
+    screen = tmux.wait_for_text("path", "esc then q ? ] [", timeout=60)
+    assert "tutorial (exact)" in screen and "50" in screen, screen
+    tmux("send-keys", "-t", "path", "-l", "Ada")
+    screen = tmux.wait_for_text("path", "我是Ada的小助手", timeout=60)
+    answer = "".join(line.split("│", 1)[-1].strip() for line in screen.splitlines())
+    assert "A 我是Ada的小助手，内在是上海AI实验室书生·浦语的1.8B大模型哦" in answer, screen
+    press("C-s", named="^s Write file")
+    tmux.wait_for_text("path", "Wrote datas/assistant.json", timeout=60)
+    # 3 Config: esc leaves the field, ] opens Config on its diff, edited lines first
+    press("Escape", named="esc then q ? ] [")
+    tmux.wait_for_text("path", "] Next", timeout=30)
+    press("]", named="] Next")
+    screen = tmux.wait_for_text("path", "lines set by the wizard", timeout=120)
+    assert "+alpaca_en_path =" in screen and "assistant.json" in screen, screen
+    press("C-s", named="^s Write config")
+    tmux.wait_for_text("path", "Wrote internlm2_chat_1_8b_qlora_alpaca_e3_copy.py", timeout=60)
+    # 4 Train: s starts the run; the trainer's phase, then the ETA once it iterates
+    press("]", named="] Next")
+    tmux.wait_for_text("path", "s Start", timeout=30)
+    press("s", named="s Start")
+    tmux.wait_for_text("path", "elapsed", timeout=120)
+    phases = ("starting xtuner", "loading the model", "preparing the dataset", "evaluating before")
+    assert wait_for(lambda: any(p in tmux.screen("path") for p in phases + ("ETA",)), 600)
+    screen = tmux.wait_for_text("path", "ETA", timeout=900)
+    assert "iter " in screen and "loss per iteration" in screen, screen
+    # the run ends; ] opens Merge, m merges
+    tmux.wait_for_text("path", "done. Next: ] Merge", timeout=1800)
+    press("]", named="] Next")
+    tmux.wait_for_text("path", "m Merge", timeout=60)
+    press("m", named="m Merge")
+    tmux.wait_for_text("path", "Merged model: merged/", timeout=900)
+    # Chat: ] opens it on the question field; Enter asks; the tuned model knows who it is
+    press("]", named="] Next")
+    tmux.wait_for_text("path", "esc then q ? ] [", timeout=60)
+    tmux("send-keys", "-t", "path", "-l", "请介绍一下你自己")
+    tmux("send-keys", "-t", "path", "Enter")
+    screen = tmux.wait_for_text("path", "我是Ada的小助手", timeout=600)
+    assert "<|im_end|>" not in screen, screen
+    press("Escape", named="esc then q ? ] [")
+    tmux.wait_for_text("path", "q Quit", timeout=30)
+    press("q", named="q Quit")
+    assert wait_for(lambda: "path" not in tmux("ls", check=False), timeout=30)

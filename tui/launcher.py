@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return cli.EXIT_USER_ERROR
     app.run()
+    if app.training_goes_on:
+        print(f"training goes on: xtuner-wizard attach {app.training_goes_on}")
     return int(app.return_code or 0)
 
 

@@ -23,6 +23,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Label, Select, Static, TabbedContent, TabPane
 
+from tui.format import without_tokens
 from tui.step import StepPane
 
 FLUSH_S = 0.1  # <= 10 repaints a second while streaming
@@ -85,29 +86,42 @@ def short_path(ws, path: Path | None) -> str:
 class ChatPane(StepPane):
     step_id = "chat"
     title = "Chat"
+    WHAT = (
+        "Asks the tuned (merged) model: type a question, Enter sends, the answer streams. "
+        "Before / After asks the base and the tuned model the same question; Evaluation asks "
+        "both the held-out identity questions and a few general prompts; Settings holds the "
+        "system prompt, temperature, top-p and max new tokens. f2 switches tabs."
+    )
+    NEXT = "The last step: ask who it is (请介绍一下你自己), compare with the base, evaluate."
+    MAIN = "#chat-input"
 
     BINDINGS = [
+        Binding("enter", "ask", "Ask"),
+        Binding("f2", "next_tab", "Next tab"),
         Binding("ctrl+s", "stop", "Stop answer"),
-        Binding("ctrl+l", "clear", "Clear chat"),
+        Binding("ctrl+l", "clear", "Clear", show=False),
     ]
 
     DEFAULT_CSS = """
-    ChatPane #chat-top { height: auto; }
-    ChatPane #chat-top Label { padding: 1 1 0 0; }
-    ChatPane #chat-engine { width: 32; }
-    ChatPane #chat-model-name { padding: 1 1 0 0; width: 1fr; }
-    ChatPane #chat-settings { height: auto; }
-    ChatPane #chat-settings Label { padding: 1 0 0 1; }
-    ChatPane #chat-system { width: 1fr; }
-    ChatPane .chat-num { width: 9; }
+    ChatPane #chat-top { height: 1; }
+    ChatPane #chat-model-name { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    ChatPane #chat-engine { width: 26; }
+    ChatPane .chat-setting { height: 1; margin-bottom: 1; }
+    ChatPane .chat-setting Label { width: 18; }
+    ChatPane .chat-setting Input { width: 1fr; }
     ChatPane #chat-tabs { height: 1fr; }
+    ChatPane #chat-tabs > ContentSwitcher { height: 1fr; }
+    ChatPane TabPane { padding: 0; height: 1fr; }
     ChatPane #chat-log { height: 1fr; }
     ChatPane #chat-current { color: $text; }
-    ChatPane #chat-status, ChatPane .ba-label { height: 1; color: $text-muted; }
-    ChatPane .ba-side { width: 1fr; height: 1fr; padding: 0 1; }
+    ChatPane #chat-status, ChatPane .ba-label { height: 1; color: $text-muted;
+        text-wrap: nowrap; text-overflow: ellipsis; }
+    ChatPane .ba-side { width: 1fr; height: 1fr; padding: 0 1 0 0; }
     ChatPane .ba-answer { height: auto; }
-    ChatPane #chat-input-row { height: auto; }
+    ChatPane #eval-run { margin: 1 0; }
+    ChatPane #chat-input-row { height: 1; }
     ChatPane #chat-input { width: 1fr; }
+    ChatPane #chat-input-row Button { margin-left: 1; width: auto; min-width: 0; }
     """
 
     def __init__(self) -> None:
@@ -125,19 +139,8 @@ class ChatPane(StepPane):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-top"):
-            yield Label("Model")
             yield Static("", id="chat-model-name")
-            yield Label("Engine")
-            yield Select(ENGINES, value="hf", allow_blank=False, id="chat-engine")
-        with Horizontal(id="chat-settings"):
-            yield Label("System")
-            yield Input(placeholder="system prompt (empty: none, as in training)", id="chat-system")
-            yield Label("temp")
-            yield Input("0", id="chat-temp", classes="chat-num", tooltip="temperature (0 = greedy)")
-            yield Label("top-p")
-            yield Input("1.0", id="chat-topp", classes="chat-num", tooltip="top-p")
-            yield Label("max new")
-            yield Input("256", id="chat-max", classes="chat-num", tooltip="max new tokens")
+            yield Select(ENGINES, value="hf", allow_blank=False, id="chat-engine", compact=True)
         with TabbedContent(id="chat-tabs", initial="tab-chat"):
             with TabPane("Chat", id="tab-chat"):
                 with VerticalScroll(id="chat-log"):
@@ -155,24 +158,68 @@ class ChatPane(StepPane):
                         with VerticalScroll():
                             yield Static("", id="ba-tuned", classes="ba-answer")
             with TabPane("Evaluation", id="tab-eval"):
-                yield Button("Run evaluation (held-out identity + general prompts)", id="eval-run")
+                yield Button(
+                    "Run evaluation (held-out identity + general prompts)",
+                    id="eval-run",
+                    compact=True,
+                )
                 yield Static("", id="eval-status")
                 with VerticalScroll():
                     yield Static("", id="eval-summary")
+            with TabPane("Settings", id="tab-settings"):
+                with VerticalScroll(can_focus=False):
+                    yield from self._setting(
+                        "System prompt",
+                        Input(
+                            placeholder="empty: none, as in training",
+                            id="chat-system",
+                            compact=True,
+                        ),
+                    )
+                    yield from self._setting(
+                        "Temperature",
+                        Input("0", id="chat-temp", compact=True, tooltip="0 = greedy"),
+                    )
+                    yield from self._setting("Top-p", Input("1.0", id="chat-topp", compact=True))
+                    yield from self._setting(
+                        "Max new tokens", Input("256", id="chat-max", compact=True)
+                    )
         with Horizontal(id="chat-input-row"):
             yield Input(
                 placeholder="Ask… (Enter sends; on Before / After both models answer)",
                 id="chat-input",
+                compact=True,
             )
-            yield Button("Stop", id="chat-stop")
-            yield Button("Clear", id="chat-clear")
+            yield Button("Stop", id="chat-stop", compact=True)
+            yield Button("Clear", id="chat-clear", compact=True)
+
+    def _setting(self, label: str, widget) -> ComposeResult:
+        with Horizontal(classes="chat-setting"):
+            yield Label(label)
+            yield widget
+
+    def action_ask(self) -> None:
+        """Enter: into the question field (from the rail or a tab)."""
+        self.query_one("#chat-input", Input).focus()
+
+    def action_next_tab(self) -> None:
+        tabs = self.query_one("#chat-tabs", TabbedContent)
+        order = ["tab-chat", "tab-ba", "tab-eval", "tab-settings"]
+        index = order.index(tabs.active) if tabs.active in order else -1
+        tabs.active = order[(index + 1) % len(order)]
+        if tabs.active == "tab-settings":
+            self.query_one("#chat-system", Input).focus()
+        elif tabs.active == "tab-eval":
+            self.query_one("#eval-run", Button).focus()
+        else:
+            self.query_one("#chat-input", Input).focus()
 
     # -- models --------------------------------------------------------------------------
     def on_step_shown(self) -> None:
         base, tuned = self._models()
         ws = self.workspace
         self.query_one("#chat-model-name", Static).update(
-            Text(f"tuned: {short_path(ws, tuned)} · base: {short_path(ws, base)}")
+            Text(f"tuned {short_path(ws, tuned)} · base {short_path(ws, base)}")
         )
         self.query_one("#ba-base-label", Static).update(Text(f"Base · {short_path(ws, base)}"))
         self.query_one("#ba-tuned-label", Static).update(Text(f"Tuned · {short_path(ws, tuned)}"))
@@ -189,7 +236,7 @@ class ChatPane(StepPane):
 
     def _engine_name(self) -> str:
         value = self.query_one("#chat-engine", Select).value
-        return "hf" if value is Select.BLANK else str(value)
+        return value if isinstance(value, str) else "hf"  # Select.NULL: none chosen
 
     def _get_engine(self, role: str, name: str, target: str):
         """Load (once) the ``role`` model ("base"/"tuned") in this worker thread."""
@@ -286,7 +333,7 @@ class ChatPane(StepPane):
         )
         self._generate(jobs, settings, self._engine_name())
 
-    @work(thread=True, exclusive=True, group="chat-generate")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-generate")
     def _generate(self, jobs, settings, engine_name: str) -> None:
         for target, role, messages in jobs:
             pieces: list[str] = []
@@ -323,12 +370,12 @@ class ChatPane(StepPane):
         text = self._live.get(target, "") + suffix
         if target == "chat-current":
             self.query_one("#chat-current", Static).update(
-                Text.assemble(("assistant: ", "bold"), text)
+                Text.assemble(("assistant: ", "bold"), without_tokens(text))
             )
             self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
         else:
             self.query_one(f"#{target}", Static).update(
-                Text.assemble((getattr(self, "_prompt_prefix", ""), "bold"), text)
+                Text.assemble((getattr(self, "_prompt_prefix", ""), "bold"), without_tokens(text))
             )
 
     def on_chat_status(self, message: ChatStatus) -> None:
@@ -347,7 +394,7 @@ class ChatPane(StepPane):
         base, tuned = self._models()
         ws = self.workspace
         if message.target == "chat-current":
-            self._history.append({"role": "assistant", "content": message.text})
+            self._history.append({"role": "assistant", "content": without_tokens(message.text)})
             self._paint_history()
             self._live["chat-current"] = ""
             self.query_one("#chat-current", Static).update("")
@@ -408,6 +455,9 @@ class ChatPane(StepPane):
 
     @on(Select.Changed, "#chat-engine")
     def _engine_changed(self) -> None:
+        if self._engine_name() == getattr(self, "_engine_shown", "hf"):
+            return  # the Select setting its first value: nothing changed
+        self._engine_shown = self._engine_name()
         self.query_one("#chat-status", Static).update(
             Text(f"engine: {self._engine_name()} (the model loads again on the next question)")
         )
@@ -421,7 +471,7 @@ class ChatPane(StepPane):
         self.query_one("#eval-status", Static).update("starting…")
         self._eval_worker(self._engine_name())
 
-    @work(thread=True, exclusive=True, group="chat-eval")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-eval")
     def _eval_worker(self, engine_name: str) -> None:
         from engine.evaluate import evaluate
 

@@ -26,9 +26,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import Input, Label, OptionList, Select, Static
+from textual.widgets import Input, Label, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from engine.config import (
@@ -55,7 +55,7 @@ from tui.step import StepPane
 from tui.widgets.confirm import ConfirmReplace
 
 DEBOUNCE_S = 0.3
-HELP = "The diff follows the form.  tab into the form · ctrl+s write · ctrl+o open in $EDITOR · esc steps"
+HELP = "The diff follows the settings (f2 switches tabs); ctrl+s writes the config."
 
 GPUS_HELP = "GPUs to train on; 2 or more use torchrun"
 STAGE_HELP = {  # one line each: the form column is 43 characters wide
@@ -101,6 +101,25 @@ def show_value(value: Any) -> str:
         return str(value)
 
 
+def edited_lines(diff: str) -> Text:
+    """The diff's changed lines only (no context), each wrapped whole: the step's point."""
+    text = Text()
+    changed = [
+        line
+        for line in diff.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    if not changed:
+        return Text("No edits: the config is the built-in one.", style="dim")
+    text.append(
+        f"{sum(ln.startswith('+') for ln in changed)} lines set by the wizard:\n", style="bold"
+    )
+    for line in changed:
+        text.append(line + "\n", style="green" if line.startswith("+") else "red")
+    text.rstrip()
+    return text
+
+
 def colour_diff(diff: str) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     for line in diff.splitlines():
@@ -141,17 +160,31 @@ class Result:
 class ConfigPane(StepPane):
     step_id = "config"
     title = "Config"
+    WHAT = (
+        "Renders the training config: a built-in XTuner config with the tutorial's edits "
+        "(model, dataset, prompt template), a profile for this hardware and your settings. "
+        "The Diff tab shows what changes against the built-in (edited lines first), Settings "
+        "the form, Estimate the memory, iterations and time and the launch command. ctrl+s "
+        "writes <base>_copy.py (a hand-edited one only after a confirmation, with a backup); "
+        "ctrl+o opens it in $EDITOR; ctrl+r resets the form."
+    )
+    NEXT = "Once written: ] opens Train, where s starts the run."
+    MAIN = "#cfg-diff-box"
 
     BINDINGS = [
         Binding("ctrl+s", "write", "Write config"),
-        Binding("ctrl+o", "edit", "Open in $EDITOR"),
-        Binding("ctrl+r", "reset", "Reset form"),
+        Binding("f2", "next_tab", "Next tab"),
+        Binding("ctrl+o", "edit", "Open in $EDITOR", show=False),
+        Binding("ctrl+r", "reset", "Reset form", show=False),
     ]
 
     DEFAULT_CSS = """
-    ConfigPane #cfg-help { height: 1; color: $text-muted; }
-    ConfigPane #cfg-main { height: 1fr; }
-    ConfigPane #cfg-form { width: 44; height: 100%; padding-right: 1; }
+    ConfigPane #cfg-help { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    ConfigPane #cfg-tabs { height: 1fr; }
+    ConfigPane #cfg-tabs > ContentSwitcher { height: 1fr; }
+    ConfigPane TabPane { padding: 0; height: 1fr; }
+    ConfigPane #cfg-brief { height: auto; color: $text-muted; }
+    ConfigPane #cfg-form { height: 1fr; }
     ConfigPane #base-filter { width: 1fr; }
     ConfigPane #base-list { height: 5; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     ConfigPane .field { height: 1; }
@@ -160,14 +193,13 @@ class ConfigPane(StepPane):
     ConfigPane .explain { height: 1; color: $text-muted; margin-bottom: 1;
         text-wrap: nowrap; text-overflow: ellipsis; }
     ConfigPane .field Input.-override { text-style: bold; }
-    ConfigPane #cfg-side { width: 1fr; height: 100%; }
-    ConfigPane #cfg-estimate { height: auto; max-height: 12; border: round $primary-darken-2;
-        padding: 0 1; }
-    ConfigPane #cfg-diff-box { height: 1fr; border: round $primary-darken-2; }
-    ConfigPane #cfg-diff { width: auto; padding: 0 1; }
+    ConfigPane #cfg-estimate { height: auto; }
+    ConfigPane #cfg-diff-box { height: 1fr; }
+    ConfigPane #cfg-edits { height: auto; width: 1fr; }
+    ConfigPane #cfg-diff-title { height: 1; margin-top: 1; text-style: bold; }
+    ConfigPane #cfg-diff { width: auto; }
     ConfigPane #cfg-status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    ConfigPane #cfg-launch { height: auto; max-height: 6; border: round $primary-darken-2;
-        padding: 0 1; }
+    ConfigPane #cfg-launch { height: auto; margin-top: 1; }
     """
 
     def __init__(self) -> None:
@@ -181,59 +213,73 @@ class ConfigPane(StepPane):
         self.last_result: Result | None = None
         self._auto_gpus = "1"  # what the wizard put in the GPUs field (not the user)
         self._deepspeed_here = deepspeed_version()
+        self._opened_on_file = False
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(HELP, id="cfg-help")
-        with Horizontal(id="cfg-main"):
-            with VerticalScroll(id="cfg-form"):
-                with Horizontal(classes="field"):
-                    yield Label("Base config")
-                    yield Input(
-                        placeholder="filter, e.g. internlm2", id="base-filter", compact=True
-                    )
-                yield OptionList(id="base-list", compact=True)
-                yield Static(Text(self._base), id="base-name", classes="explain")
-                with Horizontal(classes="field"):
-                    yield Label("Profile")
-                    yield Select(
-                        [(f"{p}", p) for p in PROFILES],
-                        value="auto",
-                        allow_blank=False,
-                        id="profile",
-                        compact=True,
-                    )
-                yield Static(PROFILE_HELP["auto"], id="profile-help", classes="explain")
-                with Horizontal(classes="field"):
-                    yield Label("GPUs")
-                    yield Input(value="1", id="launch-gpus", type="integer", compact=True)
-                yield Static(GPUS_HELP, id="gpus-help", classes="explain")
-                with Horizontal(classes="field"):
-                    yield Label("DeepSpeed")
-                    yield Select(
-                        [("none", "none")] + [(s, s) for s in deepspeed_stages()],
-                        value="none",
-                        allow_blank=False,
-                        id="launch-deepspeed",
-                        compact=True,
-                    )
-                yield Static(STAGE_HELP["none"], id="deepspeed-help", classes="explain")
-                for key in FORM_KEYS:
-                    with Horizontal(classes="field"):
-                        yield Label(key)
-                        yield Input(id=f"f-{key}", compact=True)
-                    yield Static(EXPLAIN.get(key, ""), classes="explain")
-            with Vertical(id="cfg-side"):
-                estimate = Static(Text(""), id="cfg-estimate")
-                estimate.border_title = "Estimate"
-                yield estimate
-                with ScrollableContainer(id="cfg-diff-box") as box:
-                    box.border_title = "Diff against the built-in config"
+        with TabbedContent(id="cfg-tabs", initial="tab-diff"):
+            with TabPane("Diff", id="tab-diff"):
+                yield Static(Text(""), id="cfg-brief")
+                with ScrollableContainer(id="cfg-diff-box"):
+                    yield Static(Text(""), id="cfg-edits")
+                    yield Static("Whole diff against the built-in config", id="cfg-diff-title")
                     yield Static(Text(""), id="cfg-diff")
-                launch = Static(Text(""), id="cfg-launch")
-                launch.border_title = "Launch command (Train step)"
-                yield launch
+            with TabPane("Settings", id="tab-form"):
+                yield from self._compose_form()
+            with TabPane("Estimate", id="tab-estimate"):
+                with VerticalScroll(id="cfg-estimate-box", can_focus=False):
+                    yield Static(Text(""), id="cfg-estimate")
+                    yield Static(Text(""), id="cfg-launch")
         yield Static(Text(""), id="cfg-status")
+
+    def _compose_form(self) -> ComposeResult:
+        with VerticalScroll(id="cfg-form", can_focus=False):
+            with Horizontal(classes="field"):
+                yield Label("Base config")
+                yield Input(placeholder="filter, e.g. internlm2", id="base-filter", compact=True)
+            yield OptionList(id="base-list", compact=True)
+            yield Static(Text(self._base), id="base-name", classes="explain")
+            with Horizontal(classes="field"):
+                yield Label("Profile")
+                yield Select(
+                    [(f"{p}", p) for p in PROFILES],
+                    value="auto",
+                    allow_blank=False,
+                    id="profile",
+                    compact=True,
+                )
+            yield Static(PROFILE_HELP["auto"], id="profile-help", classes="explain")
+            with Horizontal(classes="field"):
+                yield Label("GPUs")
+                yield Input(value="1", id="launch-gpus", type="integer", compact=True)
+            yield Static(GPUS_HELP, id="gpus-help", classes="explain")
+            with Horizontal(classes="field"):
+                yield Label("DeepSpeed")
+                yield Select(
+                    [("none", "none")] + [(s, s) for s in deepspeed_stages()],
+                    value="none",
+                    allow_blank=False,
+                    id="launch-deepspeed",
+                    compact=True,
+                )
+            yield Static(STAGE_HELP["none"], id="deepspeed-help", classes="explain")
+            for key in FORM_KEYS:
+                with Horizontal(classes="field"):
+                    yield Label(key)
+                    yield Input(id=f"f-{key}", compact=True)
+                yield Static(EXPLAIN.get(key, ""), classes="explain")
+
+    def action_next_tab(self) -> None:
+        tabs = self.query_one("#cfg-tabs", TabbedContent)
+        order = ["tab-diff", "tab-form", "tab-estimate"]
+        tabs.active = (
+            order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else order[0]
+        )
+        if tabs.active == "tab-form":
+            self.query_one("#base-filter", Input).focus()
+        elif tabs.active == "tab-diff":
+            self.query_one("#cfg-diff-box").focus()
 
     def on_mount(self) -> None:
         choices = self.workspace.load_state().choices
@@ -431,7 +477,7 @@ class ConfigPane(StepPane):
         )
         self._render_config(request)
 
-    @work(thread=True, exclusive=True, group="config-render")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="config-render")
     def _render_config(self, req: Request) -> None:
         result = Result(req.token)
         try:
@@ -486,16 +532,34 @@ class ConfigPane(StepPane):
         self._default_gpus()
         diff = self.query_one("#cfg-diff", Static)
         estimate = self.query_one("#cfg-estimate", Static)
+        edits = self.query_one("#cfg-edits", Static)
+        brief = self.query_one("#cfg-brief", Static)
         if result.error or result.rendered is None:
             diff.update(Text(""))
+            edits.update(Text(result.error, style="bold red"))
+            brief.update(Text(""))
             estimate.update(Text(result.error, style="bold red"))
             return
         text = Text("\n".join(result.estimate))
         for warning in result.warnings:
             text.append("\n" + warning, style="bold red")
         estimate.update(text)
+        brief.update(
+            Text.assemble(
+                result.estimate[-1] if result.estimate else "",
+                *[("\n" + w, "bold red") for w in result.warnings],
+            )
+        )
+        edits.update(edited_lines(result.diff))
         diff.update(colour_diff(result.diff))
         self._fill_form(result.rendered.settings)
+        if not self._opened_on_file:
+            # the form opens on what the workspace holds: a config written before (by the
+            # wizard, `xtuner-wizard config --set ...` or by hand) puts its settings in it
+            self._opened_on_file = True
+            target = self._target()
+            if target.is_file():
+                self.reread(target)
 
     def _fill_form(self, settings: dict[str, Any]) -> None:
         for key in FORM_KEYS:
@@ -553,7 +617,7 @@ class ConfigPane(StepPane):
         text = f"Wrote {ws.rel(path)} (profile {rendered.profile})"
         if backups:
             text += f"; your version is kept as {ws.rel(backups[0])}"
-        self.set_message(text + ". Next: Train.")
+        self.set_message(text + ". Next: ] Train.")
         self.mark_done()
 
     def action_edit(self) -> None:
@@ -587,6 +651,7 @@ class ConfigPane(StepPane):
 
         base_text = builtin_path(self._base).read_text(encoding="utf-8")
         diff = unified_diff(base_text, text, f"a/{self._base}.py", f"b/{target.name}")
+        self.query_one("#cfg-edits", Static).update(edited_lines(diff))
         self.query_one("#cfg-diff", Static).update(colour_diff(diff))
         rendered = self.last_result.rendered if self.last_result else None
         shown = rendered.settings if rendered else {}

@@ -8,10 +8,12 @@ an existing file and list its problems.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -38,9 +40,8 @@ from tui.widgets.confirm import ConfirmReplace
 
 DEBOUNCE_S = 0.3
 PREVIEW_RECORDS = 6
-HELP = (
-    "The preview follows the form.  tab into the form · ctrl+s write · ctrl+o validate · esc steps"
-)
+HELP = "The preview follows the form: tab moves through it, ctrl+s writes the file."
+READ_LIMIT = 20_000_000  # a dataset larger than this is not read to fill the form
 FIELD_LABELS = {
     "--name": "Your name",
     "--n": "Records",
@@ -69,33 +70,45 @@ class Preview:
 class DataPane(StepPane):
     step_id = "data"
     title = "Data"
+    WHAT = (
+        "Writes the identity dataset: who the assistant is (your name, its name, maker, base "
+        "model, purpose) in the tutorial's exact 2 questions or in varied paraphrases, n "
+        "records. The preview and statistics follow the form; ctrl+s writes the file "
+        "(a hand-edited one only after a confirmation, with a backup); ctrl+o validates it."
+    )
+    NEXT = "Once written: ] opens Config, which renders the training config for this file."
+    MAIN = "#name"
 
     BINDINGS = [
         Binding("ctrl+s", "write", "Write file"),
         Binding("ctrl+o", "validate", "Validate file"),
     ]
 
+    # 80x24 first: the form (one row a field) above the preview and statistics; side by side
+    # from 110 columns (the screen's -wide class: rules that name the screen are not scoped).
+    SCOPED_CSS = False
     DEFAULT_CSS = """
-    DataPane #data-help { height: 1; color: $text-muted; }
+    DataPane #data-help { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     DataPane #data-main { height: 1fr; }
-    DataPane #data-form { width: 42; height: 100%; padding-right: 1; }
-    DataPane .field { height: 1; margin-bottom: 1; }
+    DataPane #data-form { height: auto; max-height: 9; }
+    DataPane .field { height: 1; }
     DataPane .field Label { width: 15; }
     DataPane .field Input, DataPane .field Select { width: 1fr; }
-    DataPane #data-buttons { height: 1; margin-top: 1; }
+    DataPane #data-buttons { height: 1; display: none; }
     DataPane #data-buttons Button { margin-right: 1; }
-    DataPane #data-side { width: 1fr; height: 100%; }
-    DataPane #data-preview, DataPane #data-stats, DataPane #data-problems, DataPane #data-status {
-        text-wrap: nowrap; text-overflow: ellipsis;
-    }
-    DataPane #data-preview { height: 1fr; border: round $primary-darken-2; padding: 0 1; }
-    DataPane #data-stats { height: auto; border: round $primary-darken-2; padding: 0 1; }
-    DataPane #data-problems {
-        height: auto; max-height: 12; border: round $warning; padding: 0 1; display: none;
-    }
+    DataPane #data-side { height: 1fr; border-top: solid $primary-darken-2; }
+    DataPane .data-title { color: $text-muted; text-style: bold; height: 1; }
+    DataPane #data-stats { height: auto; }
+    DataPane #data-preview { height: auto; }
+    DataPane #data-problems { height: auto; display: none; color: $warning; }
     DataPane #data-problems.-shown { display: block; }
-    DataPane #data-problems.-ok { border: round $success; }
-    DataPane #data-status { height: 1; }
+    DataPane #data-problems.-ok { color: $success; }
+    DataPane #data-status { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    Screen.-wide DataPane #data-main { layout: horizontal; }
+    Screen.-wide DataPane #data-form { width: 44; height: 100%; max-height: 100%; padding-right: 1; }
+    Screen.-wide DataPane .field { margin-bottom: 1; }
+    Screen.-wide DataPane #data-buttons { display: block; }
+    Screen.-wide DataPane #data-side { width: 1fr; border-top: none; border-left: solid $primary-darken-2; padding-left: 1; }
     """
 
     def __init__(self) -> None:
@@ -110,8 +123,8 @@ class DataPane(StepPane):
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(HELP, id="data-help")
-        with Horizontal(id="data-main"):
-            with VerticalScroll(id="data-form"):
+        with Vertical(id="data-main"):
+            with VerticalScroll(id="data-form", can_focus=False):
                 yield from self._field(
                     "Your name", Input(placeholder="e.g. 伍鲜同志", id="name", compact=True)
                 )
@@ -155,15 +168,12 @@ class DataPane(StepPane):
                 with Horizontal(id="data-buttons"):
                     yield Button("Write", id="write", variant="primary", compact=True)
                     yield Button("Validate", id="validate", compact=True)
-            with Vertical(id="data-side"):
-                preview = Static(Text("Type your name to see the preview."), id="data-preview")
-                preview.border_title = "Preview"
-                yield preview
-                stats = Static(Text(""), id="data-stats")
-                stats.border_title = "Statistics"
-                yield stats
+            with VerticalScroll(id="data-side"):
+                yield Static("Preview", classes="data-title")
+                yield Static(Text("Preparing the preview…"), id="data-preview")
+                yield Static("Statistics", classes="data-title")
+                yield Static(Text(""), id="data-stats")
                 problems = Static(Text(""), id="data-problems")
-                problems.border_title = "Validation"
                 yield problems
         yield Static(Text(""), id="data-status")
 
@@ -177,7 +187,13 @@ class DataPane(StepPane):
         choices = self.workspace.load_state().choices
         from engine.demo import demo_arch
 
-        if demo_arch(choices.get("model")):
+        written = self._written_choices(choices)
+        if written is not None:
+            # what the workspace holds (written by the wizard or `data generate`), not defaults
+            style, n = written
+            self.query_one("#style", Select).value = style
+            self.query_one("#n", Input).value = str(n)
+        elif demo_arch(choices.get("model")):
             # The tiny demo model learns the tutorial's exact pairs in ~100 CPU iterations; a
             # varied set of thousands of records would take a CPU far longer (run-all agrees).
             self.query_one("#style", Select).value = DEMO_DATA["style"]
@@ -188,6 +204,26 @@ class DataPane(StepPane):
         if choices.get("data"):
             self.query_one("#out", Input).value = str(choices["data"])
         self._schedule(0)
+
+    def _written_choices(self, choices: dict[str, Any]) -> tuple[str, int] | None:
+        """(style, n) of the dataset the workspace holds: the choices when recorded, else
+        read from the file (the tutorial style repeats its 2 questions)."""
+        style, n = choices.get("data_style"), choices.get("data_n")
+        if style in DEFAULT_N and isinstance(n, int) and n > 0:
+            return style, n
+        path = self.workspace.path(str(choices.get("data") or "datas/assistant.json"))
+        try:
+            if not path.is_file() or path.stat().st_size > READ_LIMIT:
+                return None
+            records = json.loads(path.read_text(encoding="utf-8-sig"))
+            questions = {turn["input"] for record in records for turn in record["conversation"]}
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # not a dataset this form could have written: keep the defaults
+        if not records:
+            return None
+        if len(questions) <= 2:  # the tutorial's two records, then both again n times
+            return "tutorial", max(0, (len(records) - 2) // 2)
+        return "varied", len(records)
 
     def on_step_shown(self) -> None:
         self._show_file_state()
@@ -271,7 +307,10 @@ class DataPane(StepPane):
         style = str(event.value)
         tutorial = style == "tutorial"
         for wid in ("assistant-name", "maker", "base-model", "purpose", "general-share"):
-            self.query_one(f"#{wid}", Input).disabled = tutorial
+            field = self.query_one(f"#{wid}", Input)
+            field.disabled = tutorial
+            if field.parent is not None:  # the tutorial's two records use the name only
+                field.parent.display = not tutorial
         n_input = self.query_one("#n", Input)
         other = "varied" if tutorial else "tutorial"
         if n_input.value.strip() in ("", str(DEFAULT_N[other])):
@@ -305,7 +344,7 @@ class DataPane(StepPane):
         path = choice_dir(self.workspace, model) or self.workspace.path(str(model))
         return path if path.is_dir() else None
 
-    @work(thread=True, exclusive=True, group="data-preview")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-preview")
     def _compute_preview(self, token: int, values: FormValues, model: Path | None) -> None:
         try:
             bundle = build_dataset(
@@ -342,7 +381,7 @@ class DataPane(StepPane):
         lines = [*bundle_lines(result.bundle), *result.stats.lines()]
         if result.bundle.notes:
             lines += [f"note: {n}" for n in result.bundle.notes]
-        stats.update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
+        stats.update(Text("\n".join(lines)))
 
     # -- writing -------------------------------------------------------------------------
     def action_write(self) -> None:
@@ -370,7 +409,7 @@ class DataPane(StepPane):
 
         self.app.push_screen(ConfirmReplace(edited), answered)
 
-    @work(thread=True, exclusive=True, group="data-write")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-write")
     def _write(self, values: FormValues, force: bool) -> None:
         self.app.call_from_thread(self.set_message, f"Writing {values.out} ...")
         try:
@@ -391,7 +430,7 @@ class DataPane(StepPane):
         self.app.call_from_thread(self._written, text)
 
     def _written(self, text: str) -> None:
-        self.set_message(text)
+        self.set_message(text + ". Next: ] Config.")
         self.mark_done()
 
     # -- validating ----------------------------------------------------------------------
@@ -400,7 +439,7 @@ class DataPane(StepPane):
         out = self.query_one("#out", Input).value.strip() or "datas/assistant.json"
         self._validate(out, self._model_dir())
 
-    @work(thread=True, exclusive=True, group="data-validate")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="data-validate")
     def _validate(self, out: str, model: Path | None) -> None:
         path = self.workspace.path(out)
         report = validate_file(path)
@@ -422,7 +461,7 @@ class DataPane(StepPane):
         box = self.query_one("#data-problems", Static)
         box.set_class(True, "-shown")
         box.set_class(ok, "-ok")
-        box.update(Text("\n".join(lines), no_wrap=True, overflow="ellipsis"))
+        box.update(Text("\n".join(lines)))
         self.set_message("The file is valid." if ok else "The file has problems: see Validation.")
 
     @on(Button.Pressed, "#write")
@@ -445,33 +484,35 @@ def _say(exc: BaseException) -> str:
 def bundle_lines(bundle: DatasetBundle) -> list[str]:
     c = bundle.counts
     if bundle.style == "tutorial":
-        return [f"tutorial style: 2 questions, {c['records']} records"]
+        return []  # the preview says it: the 2 records, repeated
     return [
         f"identity {c['identity']} · multi-turn {c['multi_turn']} · general {c['general']}",
         f"distinct identity questions: {c['zh_questions']} zh, {c['en_questions']} en",
     ]
 
 
-def render_samples(bundle: DatasetBundle, count: int = PREVIEW_RECORDS) -> Text:
-    """A few records, one line per turn, cut to the width."""
-    out = Text(no_wrap=True, overflow="ellipsis")
+def render_samples(bundle: DatasetBundle, count: int = PREVIEW_RECORDS) -> Group:
+    """A few records, each question and answer whole: wrapped at the width, under its Q/A
+    mark (a grid: text without spaces, as Chinese is, folds in its column, not below the mark)."""
+    from rich.table import Table
+
     records = bundle.train
+    head = Text()
     if bundle.style == "tutorial":
         picks = records[:2]
-        out.append(
-            f"the 2 records below, repeated: {len(records)} records in all\n\n", style="italic"
-        )
+        head.append(f"these 2 records, repeated: {len(records)} in all", style="italic")
     else:
         step = max(1, len(records) // count)
         picks = records[::step][:count]
-    for record in picks:
+    grid = Table.grid()
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    for n, record in enumerate(picks):
         turns = record["conversation"]
+        if n and bundle.style != "tutorial":
+            grid.add_row("", "")
         for i, turn in enumerate(turns):
             mark = f"{i + 1}/{len(turns)} " if len(turns) > 1 else ""
-            out.append(f"{mark}Q ", style="bold")
-            out.append(f"{turn['input']}\n")
-            out.append(" " * len(mark) + "A ", style="bold")
-            out.append(f"{turn['output']}\n")
-        out.append("\n")
-    out.rstrip()
-    return out
+            grid.add_row(Text(f"{mark}Q ", style="bold"), Text(turn["input"]))
+            grid.add_row(Text(" " * len(mark) + "A ", style="bold"), Text(turn["output"]))
+    return Group(head, grid) if head.plain else Group(grid)

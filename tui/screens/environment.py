@@ -27,31 +27,40 @@ if TYPE_CHECKING:
 GLYPHS = {"ok": "✓", "warn": "!", "fail": "✗"}
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
-INTRO = (
-    "Checks of this machine, the model folder and the dataset: ✗ stops training, "
-    "! is worth knowing.\nKeys (tab into this pane first): r re-check, b build the demo model."
-)
+INTRO = "✗ stops training, ! is worth knowing; both come first."
+ORDER = {"fail": 0, "warn": 1, "ok": 2}
 
 
 def checks_table(checks: list[Check]) -> Table:
-    table = Table(expand=True, box=None, padding=(0, 1), show_edge=False, header_style="bold")
-    table.add_column("", width=1, no_wrap=True)
-    table.add_column("check", no_wrap=True, ratio=None)
-    table.add_column("detail", ratio=3, overflow="fold")
-    table.add_column("fix", ratio=2, overflow="fold")
-    for c in checks:
-        table.add_row(
-            Text(GLYPHS.get(c.status, "?"), style=STYLES.get(c.status, "")),
-            Text(c.name, style=STYLES[c.status] if c.status != "ok" else ""),
-            Text(c.detail),
-            Text(c.fix, style="cyan"),
-        )
+    """Failed and warned checks first, each with its detail and fix wrapped (nothing cut);
+    then one line per passed check, cut with an ellipsis at the width."""
+    table = Table.grid(expand=True)
+    table.add_column(width=2, no_wrap=True)
+    table.add_column(ratio=1)
+    for c in sorted(checks, key=lambda c: ORDER.get(c.status, 3)):
+        glyph = Text(GLYPHS.get(c.status, "?"), style=STYLES.get(c.status, ""))
+        if c.status == "ok":
+            line = Text.assemble((c.name, "bold"), "  ", (c.detail, "dim"))
+            line.no_wrap, line.overflow = True, "ellipsis"
+        else:
+            line = Text.assemble((c.name, STYLES[c.status]), ": ", c.detail)
+            if c.fix:
+                line.append("\nfix: ", style="bold cyan")
+                line.append(c.fix, style="cyan")
+        table.add_row(glyph, line)
     return table
 
 
 class EnvironmentPane(StepPane):
     step_id = "environment"
     title = "Environment"
+    WHAT = (
+        "Checks this machine (Python, packages, torch and CUDA, GPUs, RAM, disk), the model "
+        "folder and the dataset. A ✗ stops training until fixed; a ! is worth knowing. With no "
+        "model chosen, b builds the tiny demo model that trains on a CPU in minutes."
+    )
+    NEXT = "Once no check fails: ] opens Data, where you write the identity dataset."
+    MAIN = "#env-scroll"
 
     # Run the checks the first time the step is shown (tests that feed recorded checks turn
     # this off to stay deterministic).
@@ -61,15 +70,16 @@ class EnvironmentPane(StepPane):
 
     BINDINGS = [
         Binding("r", "recheck", "Re-check"),
-        Binding("b", "build_demo", "Build demo model"),
-        Binding("m", "pick_model", "Pick model"),
+        Binding("b", "build_demo", "Demo model"),
+        Binding("m", "pick_model", "Model"),
     ]
 
     DEFAULT_CSS = """
-    EnvironmentPane #env-intro { height: auto; color: $text-muted; margin-bottom: 1; }
+    EnvironmentPane #env-intro { height: 1; color: $text-muted; text-wrap: nowrap;
+        text-overflow: ellipsis; }
     EnvironmentPane #env-scroll { height: 1fr; }
     EnvironmentPane #env-table { height: auto; }
-    EnvironmentPane #env-summary { height: auto; margin-top: 1; }
+    EnvironmentPane #env-summary { height: auto; }
     EnvironmentPane #env-demo { height: auto; display: none; }
     EnvironmentPane #env-demo.busy { display: block; }
     EnvironmentPane #env-progress { display: none; }
@@ -88,11 +98,12 @@ class EnvironmentPane(StepPane):
 
     def compose(self) -> ComposeResult:
         yield Static(INTRO, id="env-intro")
-        with VerticalScroll(id="env-scroll"):
-            yield Static("", id="env-table")
+        yield Static("", id="env-summary")
         yield Static("", id="env-demo")
         yield ProgressBar(total=4, show_eta=False, show_percentage=False, id="env-progress")
-        yield Static("", id="env-summary")
+        # sections (e.g. a model picker) go above or below the checks, each its own widget
+        with VerticalScroll(id="env-scroll"):
+            yield Static("", id="env-table")
 
     # -- the app's hooks ---------------------------------------------------------------
     def on_step_shown(self) -> None:
@@ -163,7 +174,7 @@ class EnvironmentPane(StepPane):
         self._render_checks()
         self._run_checks(self._generation, fresh)
 
-    @work(thread=True, exclusive=True, group="envcheck")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="envcheck")
     def _run_checks(self, generation: int, fresh: bool) -> None:
         from engine.envcheck import Check, run_checks
 
@@ -241,7 +252,7 @@ class EnvironmentPane(StepPane):
         self._set_demo_status("Building the demo model…", busy=True)
         self._build_demo()
 
-    @work(thread=True, exclusive=True, group="demo-model")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="demo-model")
     def _build_demo(self) -> None:
         """Build in a child process (``xtuner-wizard demo-model --progress``): importing torch
         here would hold the GIL for seconds and freeze the screen."""

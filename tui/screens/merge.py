@@ -46,18 +46,29 @@ class MergeFinished(Message):
 class MergePane(StepPane):
     step_id = "merge"
     title = "Merge"
+    WHAT = (
+        "Turns a run's checkpoint into a model: the LoRA adapter (hf/, xtuner convert "
+        "pth_to_hf), merged into the full-precision base model (merged/, xtuner convert "
+        "merge, safetensors), then loaded with transformers as a check. m merges the chosen "
+        "run's checkpoint (twice when merged/ exists: the old one is moved aside)."
+    )
+    NEXT = "Once merged: ] opens Chat, where you ask the tuned model who it is."
+    MAIN = "#merge-start"
 
     BINDINGS = [Binding("m", "merge", "Merge"), Binding("r", "refresh", "Refresh")]
 
     DEFAULT_CSS = """
-    MergePane #merge-pick { height: auto; }
+    MergePane #merge-intro { height: auto; color: $text-muted; }
+    MergePane #merge-pick { height: 1; margin: 1 0; }
     MergePane #merge-pick Select { width: 1fr; }
     MergePane #merge-pick SelectCurrent #label { text-wrap: nowrap; text-overflow: ellipsis; }
-    MergePane #merge-pick Label { padding: 1 1 0 0; }
+    MergePane #merge-pick Label { padding: 0 1 0 0; }
+    MergePane #merge-check { height: auto; }
     MergePane .merge-phase { height: 1; }
     MergePane #merge-detail { height: 1; color: $text-muted; }
     MergePane #merge-tail { height: auto; max-height: 12; color: $error; }
-    MergePane #merge-buttons { height: auto; }
+    MergePane #merge-buttons { height: 1; margin: 1 0; }
+    MergePane #merge-buttons Button { margin-right: 2; }
     """
 
     def __init__(self) -> None:
@@ -70,16 +81,16 @@ class MergePane(StepPane):
         from engine.export import PHASE_TITLES
 
         yield Static(
-            "Convert the run's checkpoint to a LoRA adapter (hf/, `xtuner convert pth_to_hf`) and "
-            "merge it into the full-precision base model (merged/, `xtuner convert merge`, "
-            "safetensors). The result is loaded with transformers as a check.",
+            "Checkpoint -> adapter (hf/) -> merged model (merged/), loaded as a check.",
             id="merge-intro",
         )
         with Horizontal(id="merge-pick"):
             yield Label("Run")
-            yield Select([], prompt="no runs yet", id="merge-run", allow_blank=True)
+            yield Select([], prompt="no runs yet", id="merge-run", allow_blank=True, compact=True)
             yield Label("Checkpoint")
-            yield Select([], prompt="last checkpoint", id="merge-ckpt", allow_blank=True)
+            yield Select(
+                [], prompt="last checkpoint", id="merge-ckpt", allow_blank=True, compact=True
+            )
         yield Static("", id="merge-check")
         for phase in PHASE_ORDER:
             yield Static(
@@ -87,8 +98,8 @@ class MergePane(StepPane):
             )
         yield Static("", id="merge-detail")
         with Horizontal(id="merge-buttons"):
-            yield Button("Merge (m)", id="merge-start", variant="primary")
-            yield Button("Refresh (r)", id="merge-refresh")
+            yield Button("Merge (m)", id="merge-start", variant="primary", compact=True)
+            yield Button("Refresh (r)", id="merge-refresh", compact=True)
         yield Static("", id="merge-tail")
 
     # -- what can be merged ------------------------------------------------------------
@@ -113,7 +124,7 @@ class MergePane(StepPane):
         from engine.runs.records import get_run
 
         value = self.query_one("#merge-run", Select).value
-        if value is Select.BLANK or value is None:
+        if not isinstance(value, str):  # Select.NULL: nothing chosen (no runs)
             return None
         try:
             return get_run(self.workspace, str(value))
@@ -166,11 +177,13 @@ class MergePane(StepPane):
         )
         if ws.merged_dir.exists():
             text += "\nmerged/ exists: it will be moved aside to merged.previous-<time>/ (press Merge twice)."
+            if "merge" in ws.load_state().done and not self._merging:
+                text += "\nNext: ] Chat asks the merged model."
         line.update(Text(text))
 
     def _checkpoint(self) -> str | None:
         value = self.query_one("#merge-ckpt", Select).value
-        return None if value is Select.BLANK or value is None else str(value)
+        return value if isinstance(value, str) else None  # Select.NULL: the last one
 
     # -- merging -------------------------------------------------------------------------
     @on(Button.Pressed, "#merge-start")
@@ -202,7 +215,7 @@ class MergePane(StepPane):
         self.set_status("running")
         self._merge_worker(record.id, self._checkpoint())
 
-    @work(thread=True, exclusive=True, group="merge")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="merge")
     def _merge_worker(self, run_id: str, checkpoint: str | None) -> None:
         from engine.errors import WizardError
         from engine.export import MergeFailed, convert_and_merge

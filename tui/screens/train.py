@@ -19,12 +19,13 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 from textual.worker import get_current_worker
 
+from tui.format import without_tokens
 from tui.step import StepPane
 from tui.widgets.gpu_panel import GpuPanel
 from tui.widgets.live_lines import LiveLines
@@ -34,6 +35,7 @@ POLL_S = 1.0  # how often the worker reads the run's files and the GPUs
 POLL_S_LOW_BANDWIDTH = 2.0  # on a slow link: 0.5 Hz
 HOST_EVERY = 5  # CPU/RAM every HOST_EVERY polls (they flicker and cost bytes)
 EVAL_LINES = 6  # the latest evaluation's answers: at most this many lines
+EVAL_LINES_SHORT = 3  # ... below 34 rows
 LOG_LINES = 4  # bounded log tail (iteration lines are drawn by the chart and metrics)
 
 
@@ -57,17 +59,34 @@ def _log_seconds(stamp: str | None) -> float | None:
         return None
 
 
-def elapsed_seconds(snap: Any) -> float | None:
-    """From the first to the latest log line: not a clock, it moves only when the log does."""
+now = time.time  # the clock (tests freeze it)
+
+
+def elapsed_seconds(snap: Any, record: Any = None) -> float | None:
+    """Since the run started, by the clock while it runs (it moves while the trainer loads,
+    before any log line), to its end once it ended; without a record, from the first to the
+    latest log line."""
+    started = getattr(record, "started", None)
+    if isinstance(started, (int, float)):
+        ended = getattr(record, "ended", None)
+        if isinstance(ended, (int, float)):
+            return max(0.0, ended - started)
+        if getattr(record, "active", False):
+            return max(0.0, now() - started)
     start, last = _log_seconds(snap.started_at), _log_seconds(snap.last_log_at)
     if start is None or last is None:
         return None
     return max(0.0, last - start)
 
 
-def progress_line(snap: Any) -> str:
+def progress_line(snap: Any, record: Any = None) -> str:
     """``iter 48/96 (50%) · epoch 1/3 · elapsed 0:00:12 · ETA 0:00:07`` (counters first: the
     left edge of a changed line is what a partial repaint resends)."""
+    return " · ".join([counters_line(snap), time_line(snap, record)])
+
+
+def counters_line(snap: Any) -> str:
+    """``iter 48/96 (50%) · epoch 1/3``."""
     total = snap.max_iters
     it = snap.iteration or 0
     parts = []
@@ -77,8 +96,18 @@ def progress_line(snap: Any) -> str:
         parts.append(f"iter {it}")
     if snap.epoch is not None and snap.max_epochs:
         parts.append(f"epoch {snap.epoch}/{snap.max_epochs}")
-    parts.append(f"elapsed {hms(elapsed_seconds(snap))}")
-    if snap.phase in ("training", "evaluating", "saving", "starting"):
+    return " · ".join(parts)
+
+
+def time_line(snap: Any, record: Any = None) -> str:
+    """``elapsed 0:00:12 · ETA 0:00:07``; before the first iteration, what the trainer is
+    doing (engine.runs.phases: loading the model, preparing the dataset, ...)."""
+    parts = [f"elapsed {hms(elapsed_seconds(snap, record))}"]
+    if snap.phase == "starting" and not snap.losses and getattr(record, "active", True):
+        from engine.runs.phases import startup_phase
+
+        parts.append(startup_phase(snap.log_tail).text)
+    elif snap.phase in ("training", "evaluating", "saving", "starting"):
         parts.append(f"ETA {hms(snap.eta_seconds)}")
     return " · ".join(parts)
 
@@ -143,14 +172,14 @@ def eval_title(samples: list[Any]) -> str:
     if not samples:
         return "answers: none yet (evaluated before training, every evaluation_freq, and after)"
     last = samples[-1]
-    if last.iteration == 0:
-        where = "before training"
-    elif getattr(last, "hook_point", "") == "after_train":
+    if last.iteration == 0:  # an untrained (or randomly initialised demo) model: noise
+        return "answers before training: noise is expected until it has trained"
+    if getattr(last, "hook_point", "") == "after_train":
         where = f"after training, iter {last.iteration}"
     else:
         where = f"iter {last.iteration}"
     rounds = len({(s.iteration, getattr(s, "hook_point", "")) for s in samples})
-    return f"answers {where} (evaluation {rounds}, as EvaluateChatHook prints them)"
+    return f"answers {where} (evaluation {rounds})"
 
 
 def eval_body(samples: list[Any], limit: int = EVAL_LINES) -> str:
@@ -161,7 +190,7 @@ def eval_body(samples: list[Any], limit: int = EVAL_LINES) -> str:
     per = max(1, limit // len(shown))
     lines: list[str] = []
     for sample in shown:
-        text = [ln for ln in sample.text.splitlines() if ln.strip()]
+        text = without_tokens(sample.text).splitlines()
         lines.extend(text[-per:])
     return "\n".join(lines[-limit:])
 
@@ -265,24 +294,41 @@ class ConfirmStop(ModalScreen[bool]):
 class TrainPane(StepPane):
     step_id = "train"
     title = "Train"
+    WHAT = (
+        "Starts the config as a detached run (it goes on when the wizard quits) and follows "
+        "it: what the trainer does while it starts, iterations, elapsed time and ETA, loss, "
+        "the evaluation answers, the log. x stops it (no checkpoint is written on stop); r "
+        "resumes from its last checkpoint."
+    )
+    NEXT = "Once it succeeded: ] opens Merge, which turns the checkpoint into a model."
+    MAIN = "#train-start"
 
     # No borders: a box-drawing cell is 3 bytes and every full paint re-sends them all.
+    # 80x24 first (22 rows): status, times, metrics, a 5-row chart, 3 answer and 3 log lines;
+    # from 34 rows the chart takes what is left, answers and log get more lines, and the
+    # buttons and the note appear (the screen's -tall class: these rules are not scoped).
+    SCOPED_CSS = False
     DEFAULT_CSS = """
-    TrainPane #train-scroll { height: 1fr; }
     TrainPane #train-head { height: 1; text-style: bold; }
-    TrainPane #train-progress { height: 1; }
+    TrainPane #train-progress, TrainPane #train-time { height: 1; }
     TrainPane #train-metrics { height: 2; }
-    TrainPane .train-title { height: 1; color: $text-muted; text-style: bold; }
-    TrainPane LossChart { height: 7; }
+    TrainPane .train-title { height: 1; color: $text-muted; text-style: bold;
+        text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainPane LossChart { height: 1fr; min-height: 4; }
     TrainPane #train-gpus { height: auto; }
-    TrainPane #train-eval-text { height: 6; }
-    TrainPane #train-log { height: 4; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainPane #train-eval-text { height: 3; }
+    TrainPane #train-log { height: 3; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     TrainPane #train-diagnosis { height: auto; color: $error; text-style: bold; display: none; }
     TrainPane #train-diagnosis.shown { display: block; }
-    TrainPane #train-controls { height: 1; margin-top: 1; }
+    TrainPane #train-controls { height: 1; display: none; }
     TrainPane #train-controls Button { margin-right: 2; }
-    TrainPane #train-command { height: auto; color: $text-muted; }
-    TrainPane #train-note { height: auto; color: $text-muted; }
+    TrainPane #train-command { height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainPane #train-note { height: auto; color: $text-muted; display: none; }
+    Screen.-tall TrainPane #train-eval-text { height: 6; }
+    Screen.-tall TrainPane #train-log { height: 4; }
+    Screen.-tall TrainPane #train-controls { display: block; margin-top: 1; }
+    Screen.-tall TrainPane #train-command { height: auto; text-wrap: wrap; }
+    Screen.-tall TrainPane #train-note { display: block; }
     """
 
     BINDINGS = [
@@ -304,28 +350,28 @@ class TrainPane(StepPane):
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="train-scroll"):
-            yield LiveLines(["No training run yet."], id="train-head")
-            yield LiveLines([""], id="train-progress")
-            yield LiveLines(["", ""], id="train-metrics")
-            yield Static("loss per iteration", classes="train-title")
-            yield LossChart(id="train-chart")
-            yield GpuPanel(id="train-gpus")
-            yield Static("", id="train-diagnosis", markup=False)
-            yield Static(eval_title([]), id="train-eval-title", classes="train-title", markup=False)
-            yield LiveLines([""] * EVAL_LINES, id="train-eval-text")
-            yield Static("log", classes="train-title")
-            yield Static("", id="train-log", markup=False)
-            with Horizontal(id="train-controls"):
-                yield Button("Start (s)", id="train-start", variant="primary", compact=True)
-                yield Button("Stop (x)", id="train-stop", variant="error", compact=True)
-                yield Button("Resume (r)", id="train-resume", compact=True)
-            yield Static("", id="train-command", markup=False)
-            yield Static(
-                "q quits the wizard; a run goes on training. Open the wizard again (or run "
-                "`xtuner-wizard attach`) to follow it.",
-                id="train-note",
-            )
+        yield LiveLines(["No training run yet."], id="train-head")
+        yield LiveLines([""], id="train-progress")
+        yield LiveLines([""], id="train-time")
+        yield LiveLines(["", ""], id="train-metrics")
+        yield Static("loss per iteration", classes="train-title")
+        yield LossChart(id="train-chart")
+        yield GpuPanel(id="train-gpus")
+        yield Static("", id="train-diagnosis", markup=False)
+        yield Static(eval_title([]), id="train-eval-title", classes="train-title", markup=False)
+        yield LiveLines([""] * EVAL_LINES, id="train-eval-text")
+        yield Static("log", classes="train-title")
+        yield Static("", id="train-log", markup=False)
+        with Horizontal(id="train-controls"):
+            yield Button("Start (s)", id="train-start", variant="primary", compact=True)
+            yield Button("Stop (x)", id="train-stop", variant="error", compact=True)
+            yield Button("Resume (r)", id="train-resume", compact=True)
+        yield Static("", id="train-command", markup=False)
+        yield Static(
+            "q quits the wizard; a run goes on training. Open the wizard again (or run "
+            "`xtuner-wizard attach`) to follow it.",
+            id="train-note",
+        )
 
     def on_mount(self) -> None:
         self._show_command_preview()
@@ -356,7 +402,7 @@ class TrainPane(StepPane):
         self.show_tick(poller.poll())
         self._monitor_runs(poller, self.poll_interval)
 
-    @work(thread=True, exclusive=True, group="train-monitor")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-monitor")
     def _monitor_runs(self, poller: RunPoller, interval: float) -> None:
         worker = get_current_worker()
         try:
@@ -388,7 +434,9 @@ class TrainPane(StepPane):
             return
         state = _state_of(record, snap)
         self._line("#train-head", f"{state} · run {record.id} · {Path(record.config).name}")
-        self._line("#train-progress", progress_line(snap))
+        self._line("#train-progress", counters_line(snap))
+        done = " · done. Next: ] Merge" if state == "succeeded" else ""
+        self._line("#train-time", time_line(snap, record) + done)
         self.query_one("#train-metrics", LiveLines).set_lines(metrics_lines(snap))
         chart = self.query_one(LossChart)
         if self._shown.get("chart-run") != record.id:
@@ -397,8 +445,10 @@ class TrainPane(StepPane):
         chart.set_points(snap.losses, max_iters=snap.max_iters)
         self._static("#train-eval-title", eval_title(snap.eval_samples))
         evals = self.query_one("#train-eval-text", LiveLines)
-        width = evals.size.width or max(20, self.app.size.width - 24)  # before the first layout
-        evals.set_lines(eval_lines(snap.eval_samples, width))
+        # before the first layout: the terminal less the rail (20) and the pane's padding (2)
+        width = evals.size.width or max(20, self.app.size.width - 22)
+        limit = EVAL_LINES if self.screen.has_class("-tall") else EVAL_LINES_SHORT
+        evals.set_lines(eval_lines(snap.eval_samples, width, limit))
         self._static("#train-log", "\n".join(visible_log_lines(snap.log_tail)))
         self._show_diagnosis(state, record, snap)
         self._show_command(record)
@@ -516,7 +566,7 @@ class TrainPane(StepPane):
         self.notify(f"{done_text}: run {record.id}.\n$ {record.command}", timeout=6)
         self.follow(record.id)
 
-    @work(thread=True, exclusive=True, group="train-stop")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="train-stop")
     def _stop(self, run_id: str) -> None:
         from engine.errors import WizardError
         from engine.runs.control import stop_run
@@ -545,6 +595,7 @@ class RunPoller:
         self.monitor: Any = None
         self.polls = 0
         self.host: tuple[float | None, float | None, float | None] | None = None
+        self._procs: dict[int, Any] = {}
 
     def poll(self) -> TrainTick:
         from engine.runs.monitor import RunMonitor
@@ -562,11 +613,34 @@ class RunPoller:
             self.record = _refresh(record)
         snap = self.monitor.poll() if self.monitor is not None else None
         if self.polls % HOST_EVERY == 0:
-            self.host = _host_sample()
+            self.host = _host_sample(self.run_processes())
         self.polls += 1
         return TrainTick(
             record=self.record, snapshot=snap, gpus=self.sampler.sample(), host=self.host
         )
+
+    def run_processes(self) -> list[Any]:
+        """The active run's own processes (its supervisor, the trainer and their children),
+        kept between polls so that psutil's CPU percentages are over the interval."""
+        record = self.record
+        if record is None or not getattr(record, "active", False):
+            self._procs = {}
+            return []
+        import psutil
+
+        found: dict[int, Any] = {}
+        for pid in (getattr(record, "pid", None), getattr(record, "trainer_pid", None)):
+            if not pid:
+                continue
+            try:
+                proc = self._procs.get(pid) or psutil.Process(pid)
+                found[pid] = proc
+                for child in proc.children(recursive=True):
+                    found[child.pid] = self._procs.get(child.pid) or child
+            except psutil.Error:
+                continue
+        self._procs = found
+        return list(found.values())
 
     def close(self) -> None:
         self.sampler.close()
@@ -631,18 +705,24 @@ def _diagnose_now(record: Any) -> tuple[str | None, str | None]:
     return (cause.message, cause.fix) if cause else (None, None)
 
 
-def _host_sample() -> tuple[float | None, float | None, float | None]:
+def _host_sample(procs: list[Any]) -> tuple[float | None, float | None, float | None]:
+    """(CPU %, resident GB) of the run's own processes, and the machine's RAM in GB: the
+    run's load, not the whole machine's (other users, the wizard itself)."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - a declared dependency
         return None, None, None
-    vm = psutil.virtual_memory()
-    gb = 1024**3
-    return (
-        float(round(psutil.cpu_percent(None))),
-        round(vm.used / gb, 1),
-        round(vm.total / gb, 1),
-    )
+    total = round(psutil.virtual_memory().total / 1024**3, 1)
+    if not procs:
+        return None, None, total
+    cpu = rss = 0.0
+    for proc in procs:
+        try:
+            cpu += proc.cpu_percent(None)
+            rss += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return float(round(cpu)), round(rss / 1024**3, 1), total
 
 
 def _preview_command(ws: Any, config: str) -> str:

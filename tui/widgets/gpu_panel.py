@@ -34,12 +34,13 @@ def gpu_line(sample: Any) -> str:
 
 
 def host_line(cpu_pct: float | None, ram_used_gb: float | None, ram_total_gb: float | None) -> str:
+    """The run's own processes: ``run CPU  180%   RAM   2.1 of 23.5 GB`` (N/A with no run)."""
     cpu = _na(cpu_pct, "{:3.0f}%")
     if ram_used_gb is None or ram_total_gb is None:
         ram = "N/A"
     else:
-        ram = f"{ram_used_gb:5.1f}/{ram_total_gb:.1f} GB"
-    return f"CPU  {cpu:>4}   RAM {ram}"
+        ram = f"{ram_used_gb:5.1f} of {ram_total_gb:.1f} GB"
+    return f"run CPU {cpu:>4}   RAM {ram}"
 
 
 class GpuPanel(LiveLines):

@@ -90,6 +90,9 @@ class LiveLines(Widget):
         if y >= len(self._lines):
             return Strip.blank(width, base)
         text = self._lines[y]
+        if text.cell_len > width > 0:  # cut with an ellipsis, never mid-word without a mark
+            text = text.copy()
+            text.truncate(width, overflow="ellipsis")
         segments = list(text.render(self.app.console))
         strip = Strip(segments).apply_style(base)
         pad = width - strip.cell_length
