@@ -123,6 +123,31 @@ async def test_reopened_pane_draws_the_whole_history(steady_host):
     assert "train" in ws.load_state().done
 
 
+async def test_a_new_run_over_a_finished_one_asks_first(steady_host, monkeypatch):
+    from tui.screens import train as train_screen
+
+    ws = install_recorded_run(SNAPSHOT_WS)
+    ws.set_choice("config", "internlm2_chat_1_8b_qlora_alpaca_e3_copy.py")
+    started = []
+    monkeypatch.setattr(TrainPane, "_launch", lambda self, action, text: started.append(text))
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        pane = app.query_one(TrainPane)
+        assert pane._record is not None and pane._record.state == "succeeded"
+        pane.action_start()
+        await pilot.pause()
+        assert isinstance(app.screen, train_screen.ConfirmNewRun)
+        await pilot.press("n")
+        await pilot.pause()
+        assert started == []  # kept looking: nothing started
+        pane.action_start()
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert len(started) == 1
+
+
 def test_snapshot_recorded_run(snap_compare, steady_host):
     install_recorded_run(SNAPSHOT_WS)
 

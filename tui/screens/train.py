@@ -291,6 +291,31 @@ class ConfirmStop(ModalScreen[bool]):
         self.dismiss(False)
 
 
+class ConfirmNewRun(ConfirmStop):
+    """Start a new run while a finished one is shown? The old one stays in the history."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Start a new run"),
+        Binding("n,escape", "answer(False)", "Keep looking"),
+    ]
+
+    def __init__(self, run_id: str, state: str) -> None:
+        super().__init__(run_id, None)
+        self.state = state
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Start a new training run?")
+            yield Static(
+                f"Run {self.run_id} ({self.state}) stays as it is, in its own folder "
+                f"work_dirs/{self.run_id}/: Merge and Chat can still pick it; "
+                "`xtuner-wizard runs` lists every run."
+            )
+            with Horizontal():
+                yield Button("Start (y)", id="confirm-stop", variant="primary")
+                yield Button("Keep looking (n)", id="cancel-stop")
+
+
 class TrainPane(StepPane):
     step_id = "train"
     title = "Train"
@@ -533,6 +558,15 @@ class TrainPane(StepPane):
         config = self.workspace.load_state().choices.get("config")
         if not config:
             self.notify("No config yet: finish the Config step first.", severity="error")
+            return
+        shown = self._record
+        if shown is not None and not shown.active:
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self._launch(lambda ws: _start(ws, config), "Training started")
+
+            self.app.push_screen(ConfirmNewRun(shown.id, shown.state), answered)
             return
         self._launch(lambda ws: _start(ws, config), "Training started")
 
