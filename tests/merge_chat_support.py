@@ -41,6 +41,7 @@ def golden_workspace(base: Path) -> Workspace:
     assert done.returncode == 0, f"run-all failed:\n{done.stdout}\n{done.stderr}"
     ws = Workspace(root)
     ws.run_all_output = done.stdout  # type: ignore[attr-defined]
+    ws.done_after_run_all = set(ws.load_state().done)  # type: ignore[attr-defined]
     _CACHE["golden"] = ws
     return ws
 

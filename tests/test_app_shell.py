@@ -75,8 +75,15 @@ def _config_workspace(ws: Workspace, dataset: str) -> Workspace:
 async def test_a_hand_broken_dataset_and_the_config_step_do_not_quit_the_wizard(
     workspace: Workspace, monkeypatch
 ):
+    from tui.screens.config import ConfigPane
+
     monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")
     ws = _config_workspace(workspace, '[{"conversation": [{"input": "hi", "output": ')  # cut
+
+    def estimate_fails(self, rendered, data):  # what a dataset read used to raise here
+        json.loads(data.read_text(encoding="utf-8"))
+
+    monkeypatch.setattr(ConfigPane, "_estimate", estimate_fails)
     app = WizardApp(ws.root)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")  # the Config step renders and estimates in a worker

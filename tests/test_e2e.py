@@ -14,7 +14,8 @@ def test_run_all_then_chat_answers_with_the_trained_identity(tutorial_workspace)
     ws = tutorial_workspace
     out = ws.run_all_output
     assert "demo sizing" in out, "run-all says which sizes it picked for the demo model"
-    assert set(ws.load_state().done) == {"environment", "data", "config", "train", "merge", "chat"}
+    every_step = {"environment", "data", "config", "train", "merge", "chat"}
+    assert ws.done_after_run_all == every_step  # (later tests may reopen steps)
     assert (ws.merged_dir / "model.safetensors").is_file() or list(
         ws.merged_dir.glob("*.safetensors")
     )

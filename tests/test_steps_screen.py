@@ -51,6 +51,9 @@ def finished_workspace(root: Path, step: str = "environment") -> Workspace:
     record_choice(ws, result, facts)
     ws.merged_dir.mkdir(parents=True, exist_ok=True)
     (ws.merged_dir / "config.json").write_text(json.dumps(TINY_MODEL))
+    # a merge the wizard finished: its marker and (placeholder) weights
+    (ws.merged_dir / "xtuner_wizard.json").write_text(json.dumps({"complete": True}))
+    (ws.merged_dir / "model.safetensors").write_bytes(b"")
     for key, value in (("model", "demo"), ("profile", "cpu"), ("config", CONFIG)):
         ws.set_choice(key, value)
     for done in STEPS:

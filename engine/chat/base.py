@@ -179,7 +179,7 @@ def resolve_engine(name: str, model_path: Path, device: str | None = None) -> st
     """``auto``: ``fast`` on CUDA for the architectures it supports, ``hf`` otherwise."""
     if name != "auto":
         return name
-    dev = pick_device(device)
+    dev = str(device).strip().lower() if device else pick_device(None)  # named: checked on load
     return "fast" if dev.startswith("cuda") and fast_supports(model_path) else "hf"
 
 

@@ -204,7 +204,8 @@ class MergePane(StepPane):
         if self.workspace.merged_dir.exists() and not self._confirm_overwrite:
             self._confirm_overwrite = True
             self.query_one("#merge-detail", Static).update(
-                "merged/ exists and will be moved aside: press Merge again to go on."
+                "merged/ exists: the new model replaces it once whole (the old one is kept as "
+                "merged.previous): press Merge again to go on."
             )
             return
         self._confirm_overwrite = False
