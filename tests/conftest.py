@@ -14,6 +14,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+def _threads_per_worker() -> int:
+    """`make test` runs pytest-xdist workers side by side: the trainers and models each starts
+    share the cores instead of each taking all of them (oversubscribed OpenMP threads spin)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
+if "PYTEST_XDIST_WORKER" in os.environ:  # inherited by every trainer and model a test starts
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads_per_worker()))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with real runs first (each module kept together, for its module fixtures): the
+    workers' last minutes are then short tests, not a lone training."""
+    with_runs = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in with_runs)
+
+
 @pytest.fixture(autouse=True)
 def _no_cursor_blink(monkeypatch):
     """Freeze Input cursors so SVG snapshots do not depend on when they were taken."""
@@ -33,6 +51,18 @@ def _no_environment_autocheck(request, monkeypatch):
 
         monkeypatch.setattr(EnvironmentPane, "AUTO_CHECK", False)
     yield
+
+
+@pytest.fixture
+def replay(monkeypatch):
+    """Runs started in this process train with the replay of a recorded real run
+    (tests/replay_trainer.py): only xtuner is stood in for."""
+    from replay_trainer import replay_argv
+
+    from engine.runs import launch
+
+    monkeypatch.setattr(launch, "train_env_and_argv", replay_argv)
+    return monkeypatch
 
 
 @pytest.fixture

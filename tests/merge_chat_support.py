@@ -11,7 +11,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from engine.workspace import Workspace
+
+# Under pytest-xdist (`make test` runs two workers) every test that reads the golden workspace
+# runs in one worker, in order: the path is trained once and the merge pane's re-merge never
+# races a chat reading merged/ in another process.
+GOLDEN = pytest.mark.xdist_group("golden")
 
 NAME = "伍鲜同志"
 IDENTITY_PROMPT = "请介绍一下你自己"

@@ -31,6 +31,23 @@ FIELD = re.compile(r"(\w+): ([-\d.e]+)")
 SAVE = re.compile(r"Saving checkpoint at (\d+) iterations")
 
 
+def replay_argv(plan):
+    """In place of ``engine.distributed.train_env_and_argv``: this replay's argv (the `replay`
+    fixture and child processes of tests patch ``engine.runs.launch`` with it)."""
+    from engine.distributed import _train_tail
+
+    return {}, [sys.executable, str(Path(__file__).resolve()), *_train_tail(plan)]
+
+
+def held(record, it: int) -> bool:
+    """The replay of ``record``'s run waits before iteration ``it`` (REPLAY_HOLD_AT)."""
+    return (Path(record.work_dir) / f"replay.held.{it}").exists()
+
+
+def release(record, it: int) -> None:
+    (Path(record.work_dir) / f"replay.release.{it}").touch()
+
+
 def hold(work_dir: Path, it: int, holds: set[int]) -> None:
     if it not in holds:
         return

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import waits
+
 from engine.workspace import STEPS, Workspace
 from tui.app import WizardApp
 from tui.widgets.step_rail import StepRail
@@ -87,10 +89,7 @@ async def test_a_hand_broken_dataset_and_the_config_step_do_not_quit_the_wizard(
     app = WizardApp(ws.root)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")  # the Config step renders and estimates in a worker
-        for _ in range(3):
-            await pilot.pause(0.4)
-            await app.workers.wait_for_complete()
-        await pilot.pause()
+        await waits.settle(pilot)
         assert app.is_running and app.current_step == "config"
         shown = [n.message for n in app._notifications]
         errors = [m for m in shown if "traceback in .wizard/wizard.log" in m]

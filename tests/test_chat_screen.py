@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from merge_chat_support import GOLDEN
 from textual.widgets import Input, Static, TabbedContent
 
 from tui.app import WizardApp
@@ -48,6 +49,7 @@ def merged(tmp_path_factory):
 
 
 @pytest.mark.slow
+@GOLDEN
 async def test_chat_streams_tokens_multi_turn_and_clear(merged):
     from merge_chat_support import IDENTITY_PROMPT, NAME
 
@@ -91,6 +93,7 @@ def paced_tokens(monkeypatch):
 
 
 @pytest.mark.slow
+@GOLDEN
 async def test_stop_ends_a_long_answer(merged, paced_tokens):
     app = WizardApp(merged.root)
     async with app.run_test(size=SIZE) as pilot:
@@ -122,6 +125,7 @@ async def test_stop_ends_a_long_answer(merged, paced_tokens):
 
 
 @pytest.mark.slow
+@GOLDEN
 def test_before_after_snapshot(merged, snap_compare):
     merged.mark_done("chat", False)  # the rail must not depend on which tests ran before
     app = WizardApp(merged.root)

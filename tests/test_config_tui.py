@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import waits
 
 from engine.config import TUTORIAL_BASE
 from engine.workspace import Workspace
@@ -14,6 +15,8 @@ from tui.app import WizardApp
 
 # A fixed folder: the paths in the diff and the title bar must not change between runs.
 SNAP_WS = Path("/tmp/xtuner-wizard-snapshots/config-ws")
+# The fixed folder is rewritten by several tests: under pytest-xdist they share one worker.
+pytestmark = pytest.mark.xdist_group("test_config_tui")
 TINY_MODEL = {
     "architectures": ["InternLM2ForCausalLM"],
     "model_type": "internlm2",
@@ -42,10 +45,8 @@ def make_workspace(root: Path) -> Workspace:
 
 
 async def settle(pilot) -> None:
-    for _ in range(3):
-        await pilot.pause(0.4)
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    """Until the pane's debounced render and every worker are done (events, not time)."""
+    await waits.settle(pilot)
 
 
 async def test_config_pane_renders_diff_and_writes(tmp_path):

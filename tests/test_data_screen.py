@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import waits
 from textual.widgets import Input, Select, Static
 
 from engine.data import dumps_dataset, generate_tutorial
 from engine.workspace import Workspace
 from tui.app import WizardApp
-from tui.screens.data import DEBOUNCE_S, DataPane
+from tui.screens.data import DataPane
 from tui.widgets.confirm import ConfirmReplace
 from tui.widgets.step_rail import StepRail
 
@@ -23,9 +24,7 @@ def open_on_data(ws: Workspace) -> WizardApp:
 
 async def settle(pilot) -> None:
     """Past the debounce, every worker done, every message handled."""
-    await pilot.pause(DEBOUNCE_S + 0.1)
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await waits.settle(pilot)
 
 
 async def type_into(pilot, widget_id: str, text: str) -> None:

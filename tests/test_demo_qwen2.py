@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import waits
 
 from engine import demo
 from engine.cli import main as cli_main
@@ -152,9 +153,7 @@ async def test_config_pane_proposes_the_models_family(qwen_dir: Path, tmp_path: 
     ws.update_state(current_step="config")
     app = WizardApp(ws.root)
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(3):
-            await pilot.pause(0.3)
-            await app.workers.wait_for_complete()
+        await waits.settle(pilot)
         pane = app.query_one("#config")
         assert pane._base == "qwen1_5_0_5b_chat_qlora_alpaca_e3"
         result = pane.last_result

@@ -509,6 +509,7 @@ CPU_DDP_FOOTER = (
 
 
 @pytest.mark.slow
+@pytest.mark.long  # `make test`: the two-process kill-and-resume trains through the same argv
 def test_two_processes_train_through_the_torchrun_argv(tmp_path: Path):
     import subprocess
 

@@ -6,10 +6,12 @@ import json
 
 import pytest
 from conftest import TUTORIAL_ANSWER, wizard_cli
+from merge_chat_support import GOLDEN
 
 pytestmark = pytest.mark.slow
 
 
+@GOLDEN
 def test_run_all_then_chat_answers_with_the_trained_identity(tutorial_workspace):
     ws = tutorial_workspace
     out = ws.run_all_output
@@ -30,6 +32,7 @@ def test_run_all_then_chat_answers_with_the_trained_identity(tutorial_workspace)
     assert records[-1]["state"] == "succeeded" and records[-1]["exit_code"] == 0
 
 
+@GOLDEN
 def test_the_base_model_does_not_know_the_identity(tutorial_workspace):
     ws = tutorial_workspace
     chat = wizard_cli(
@@ -39,6 +42,7 @@ def test_the_base_model_does_not_know_the_identity(tutorial_workspace):
     assert TUTORIAL_ANSWER not in chat.stdout
 
 
+@GOLDEN
 def test_first_answer_comes_from_the_checkpoint_before_the_merge(tutorial_workspace):
     """run-all answers from the run's checkpoint (LoRA folded into the base in memory) before
     it converts and merges; `chat --run` does the same later."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from merge_chat_support import GOLDEN
 
 from engine.errors import WizardError
 from engine.evaluate import (
@@ -77,25 +78,41 @@ def test_report_summary_and_markdown():
 
 
 @pytest.mark.slow
-def test_eval_on_a_demo_run_reports_a_hit_rate(tmp_path_factory, capsys):
-    from merge_chat_support import NAME, merged_workspace
+@GOLDEN
+def test_eval_on_a_demo_run_reports_a_hit_rate(tmp_path_factory, tmp_path, capsys):
+    from merge_chat_support import IDENTITY_PROMPT, NAME, merged_workspace
 
     from engine.cli import main
     from engine.evaluate import report_paths
 
     ws, _ = merged_workspace(tmp_path_factory.getbasetemp() / "h5-merged")
-    code = main(["eval", "-w", str(ws.root), "--limit", "4", "--max-new-tokens", "40"])
+    # The trained question first: the tiny demo model answers it with the name on any CPU; the
+    # data step's held-out paraphrases it may or may not generalise to (CI once got 0 of 4).
+    heldout = tmp_path / "heldout.json"
+    paraphrases = ["你是谁", "说说你自己", "你叫什么名字"]
+    heldout.write_text(
+        json.dumps(
+            {
+                "keywords": [NAME],
+                "questions": [{"input": q} for q in [IDENTITY_PROMPT, *paraphrases]],
+            },
+            ensure_ascii=False,
+        )
+    )
+    argv = ["eval", "-w", str(ws.root), "--heldout", str(heldout), "--max-new-tokens", "40"]
+    code = main(argv)
     out = capsys.readouterr().out
     assert code == 0, out
     jpath, mpath = report_paths(ws)
     data = json.loads(jpath.read_text())
     s = data["summary"]
     assert s["identity_questions"] == 4 and s["general_prompts"] >= 1
+    assert data["answers"][0]["tuned_hit"] and NAME in data["answers"][0]["tuned"]
     assert s["tuned_hit_rate"] > s["base_hit_rate"]  # the random base never says the name
     assert 0.0 <= s["general_similarity"] <= 1.0
     assert f"with {NAME}" in out and "report: eval/report.md" in out
     assert "# Evaluation: base vs tuned" in mpath.read_text()
     # greedy: the same again gives the same answers
-    main(["eval", "-w", str(ws.root), "--limit", "4", "--max-new-tokens", "40"])
+    main(argv)
     again = json.loads(jpath.read_text())
     assert [a["tuned"] for a in again["answers"]] == [a["tuned"] for a in data["answers"]]

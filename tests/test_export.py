@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from merge_chat_support import IDENTITY_PROMPT, NAME, demo_model, merged_workspace
+from merge_chat_support import GOLDEN, IDENTITY_PROMPT, NAME, demo_model, merged_workspace
 from train_support import write_checkpoint
 
 from engine.errors import WizardError
@@ -100,6 +100,7 @@ def test_move_aside_keeps_the_old_folder(tmp_path):
 
 
 @pytest.mark.slow
+@GOLDEN
 def test_merge_of_a_demo_run_loads_and_answers(model_root):
     from engine.chat.base import load_engine
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import waits
 from textual._compositor import Compositor
 
 from engine.workspace import STEPS, Workspace
 from tui.app import WizardApp
+from tui.screens.train import TrainPane
 from tui.widgets.keys_footer import KeysFooter
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.step_rail import StepRail
@@ -52,7 +54,10 @@ async def test_start_up_paints_the_train_step_once(tmp_path, steady_host, monkey
     paints = _record_paints(monkeypatch)
     app = WizardApp(ws.root, low_bandwidth=True)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(1.0)
+        pane = app.query_one(TrainPane)
+        # past the first poll of the run after the paint: what a tick repaints is counted too
+        await waits.until(pilot, lambda: pane.ticks >= 1, "the first tick after the paint")
+        await waits.settle(pilot)
         assert [kind for kind, _, _ in paints].count("full") == 1
         assert paints[0][0] == "full"
         first = paints[0][2]
@@ -116,21 +121,24 @@ async def test_footer_recomposes_only_when_its_keys_change(workspace: Workspace,
     monkeypatch.setattr(KeysFooter, "recompose", counting)
     app = WizardApp(workspace.root)
     async with app.run_test(size=(110, 34)) as pilot:
-        await pilot.pause(0.3)
+        await waits.settle(pilot)
         footer = app.query_one(KeysFooter)
         assert recomposed == [], "start-up shows the keys in the first frame, once"
         assert "Quit" in str([k.description for k in footer.query("FooterKey")])
         await pilot.press("down")  # the Data step, from the rail: its keys appear
-        await pilot.pause(0.2)
+        await waits.until(pilot, lambda: len(recomposed) >= 1, "the Data step's keys")
+        await waits.settle(pilot)
         assert len(recomposed) == 1
         assert "Write file" in [k.description for k in footer.query("FooterKey")]
         app.refresh_bindings()  # asked again, same keys: nothing redrawn
-        await pilot.pause(0.2)
+        await waits.settle(pilot)
         assert len(recomposed) == 1
         await pilot.press("enter")  # into the name field: esc and where q ? ] [ went
-        await pilot.pause(0.2)
+        await waits.until(pilot, lambda: len(recomposed) >= 2, "the field's keys")
+        await waits.settle(pilot)
         assert len(recomposed) == 2
         assert "then q ? ] [" in [k.description for k in footer.query("FooterKey")]
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await waits.until(pilot, lambda: len(recomposed) >= 3, "the step's keys again")
+        await waits.settle(pilot)
         assert len(recomposed) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from merge_chat_support import GOLDEN
 from textual.widgets import Static
 
 from tui.app import WizardApp
@@ -45,6 +46,7 @@ async def test_a_run_without_a_whole_checkpoint_is_named_not_select_null(tmp_pat
 
 
 @pytest.mark.slow
+@GOLDEN
 async def test_merge_from_the_pane(tmp_path_factory):
     from merge_chat_support import merged_workspace
 

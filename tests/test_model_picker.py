@@ -204,8 +204,10 @@ async def test_a_download_from_the_picker_shows_progress_and_lists_the_model(
             await _until(pilot, lambda: "done" in seen, "the download", timeout=60)
             bar = app.screen.query_one("#mp-progress", ProgressBar)
             assert bar.total == bar.progress == sum(p.stat().st_size for p in model.iterdir())
-            assert _status(app).startswith("done: Qwen/Qwen1.5-0.5B-Chat -> ")
             await _until(pilot, lambda: len(picker.entries) == 1, "the rescan")
+            # the outcome stays in sight after the rescan it triggered (CI once saw it wiped)
+            assert _status(app).startswith("done: Qwen/Qwen1.5-0.5B-Chat -> "), _status(app)
+            assert "1 found (1 usable)" in _status(app)
             assert picker.entries[0].source == "huggingface"
             assert picker.entries[0].name == "Qwen/Qwen1.5-0.5B-Chat"
     finally:

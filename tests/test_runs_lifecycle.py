@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from replay_trainer import held, release
 
 from engine.cli import main
 from engine.errors import WizardError
@@ -26,7 +27,6 @@ from engine.runs.processes import ProcessIdentity
 from engine.runs.records import RunRecord
 
 PROJECT = Path(__file__).resolve().parents[1]
-REPLAY = Path(__file__).with_name("replay_trainer.py")
 DEADLINE = 300  # generous: a loaded machine is slow; the waits end on events, not on time
 
 
@@ -38,30 +38,6 @@ def wait_for(predicate, what: str, timeout: float = DEADLINE, every: float = 0.0
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def replay_argv(plan):
-    """In place of ``engine.distributed.train_env_and_argv``: the replay trainer's argv."""
-    from engine.distributed import _train_tail
-
-    return {}, [sys.executable, str(REPLAY), *_train_tail(plan)]
-
-
-@pytest.fixture
-def replay(monkeypatch):
-    """Runs started in this process train with the replay of a recorded real run."""
-    from engine.runs import launch
-
-    monkeypatch.setattr(launch, "train_env_and_argv", replay_argv)
-    return monkeypatch
-
-
-def held(record: RunRecord, it: int) -> bool:
-    return (Path(record.work_dir) / f"replay.held.{it}").exists()
-
-
-def release(record: RunRecord, it: int) -> None:
-    (Path(record.work_dir) / f"replay.release.{it}").touch()
 
 
 def ready_workspace(root: Path, model: Path):

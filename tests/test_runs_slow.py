@@ -106,7 +106,7 @@ def test_run_outlives_the_process_that_started_it(tmp_path, demo_model, capsys):
     code = (
         "import sys\n"
         f"sys.path.insert(0, {str(TESTS)!r})\n"
-        "from test_runs_lifecycle import replay_argv\n"
+        "from replay_trainer import replay_argv\n"
         "import engine.runs.launch as launch\n"
         "launch.train_env_and_argv = replay_argv\n"
         "from engine.cli import main\n"

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import waits
 from textual.widgets import Static
 
 from engine.data.generate import IdentityFacts, build_dataset, record_choice, write_dataset
@@ -28,6 +29,8 @@ from test_environment_screen import RECORDED  # noqa: E402
 from test_train_screen import install_recorded_run, steady_host  # noqa: E402, F401
 
 SNAP_WS = Path("/tmp/xtuner-wizard-snapshots/steps-ws")
+# The fixed folder is rewritten by several tests: under pytest-xdist they share one worker.
+pytestmark = pytest.mark.xdist_group("test_steps_screen")
 CONFIG = "internlm2_chat_1_8b_qlora_alpaca_e3_copy.py"
 CONVERSATION = [
     {"role": "user", "content": "请介绍一下你自己"},
@@ -85,12 +88,9 @@ async def show_step(pilot, step: str) -> None:
         pane = app.pane("chat")
         pane._history = list(CONVERSATION)
         pane._paint_history()
-    for _ in range(3):  # a step's first worker may start another (a render, a re-check)
-        await pilot.pause()
-        for worker in list(app.workers):
-            if worker.group != "train-monitor":  # that one follows the run until the app ends
-                await worker.wait()
-    await pilot.pause()
+    # a step's first worker may start another (a render, a re-check); the run's follower
+    # goes on until the app ends
+    await waits.settle(pilot)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])

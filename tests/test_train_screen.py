@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import waits
 
 from engine.workspace import Workspace
 from tui.app import WizardApp
@@ -32,6 +33,8 @@ DATA = Path(__file__).parent / "data" / "train_run"
 SIZE = (120, 40)
 # A fixed place (not a tmp path): the title bar shows the workspace, and snapshots must not vary.
 SNAPSHOT_WS = Path("/tmp/xtuner-wizard-train-snapshot")
+# The fixed folder is rewritten by several tests: under pytest-xdist they share one worker.
+pytestmark = pytest.mark.xdist_group("test_train_screen")
 WS_TOKEN = "@WORKSPACE@"  # stands for the workspace root in the recorded files
 
 
@@ -108,7 +111,7 @@ async def test_reopened_pane_draws_the_whole_history(steady_host):
     ws = install_recorded_run(SNAPSHOT_WS)
     app = WizardApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.3)
+        await waits.settle(pilot)
         pane = app.query_one(TrainPane)
         snap = pane._snapshot
         chart = app.query_one(LossChart)
@@ -132,7 +135,7 @@ async def test_a_new_run_over_a_finished_one_asks_first(steady_host, monkeypatch
     monkeypatch.setattr(TrainPane, "_launch", lambda self, action, text: started.append(text))
     app = WizardApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.3)
+        await waits.settle(pilot)
         pane = app.query_one(TrainPane)
         assert pane._record is not None and pane._record.state == "succeeded"
         pane.action_start()
@@ -152,7 +155,7 @@ def test_snapshot_recorded_run(snap_compare, steady_host):
     install_recorded_run(SNAPSHOT_WS)
 
     async def settle(pilot):
-        await pilot.pause(0.3)
+        await waits.settle(pilot)
 
     assert snap_compare(WizardApp(SNAPSHOT_WS), terminal_size=SIZE, run_before=settle)
 
@@ -161,7 +164,7 @@ async def test_pane_fits_80x24(steady_host):
     ws = install_recorded_run(SNAPSHOT_WS)
     app = WizardApp(ws.root)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.3)
+        await waits.settle(pilot)
         text = screen_text(app)
         assert "loss per iteration" in text
         chart = app.query_one(LossChart)
@@ -195,7 +198,7 @@ async def test_oom_run_shows_cause_and_fix(workspace: Workspace, steady_host):
     workspace.update_state(current_step="train")
     app = WizardApp(workspace.root)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.3)
+        await waits.settle(pilot)
         text = screen_text(app)
         assert f"failed · run {record.id}" in text
         assert "Training failed: the GPU ran out of memory" in text
@@ -205,82 +208,84 @@ async def test_oom_run_shows_cause_and_fix(workspace: Workspace, steady_host):
         assert app.query_one(StepRail).state_of("train") == "failed"
 
 
-# -- a live demo run, start to end ----------------------------------------------------------
-@pytest.mark.slow
-async def test_watch_a_demo_run_to_the_end(tmp_path, demo_model, steady_host):
-    ws = prepare_workspace(tmp_path / "ws", model_dir=demo_model, overrides={"max_iters": 8})
+# -- a run from Start to its end --------------------------------------------------------------
+until = waits.until  # the waits below end on events, not on time
+
+
+async def test_watch_a_run_to_the_end(tmp_path, demo_model, steady_host, replay):
+    """Start on the pane; the trainer is the replay of a recorded real demo run (40 iterations,
+    its answers before and after training) through the real supervisor, records and monitor
+    (tests/replay_trainer.py). It holds before iteration 20 until the chart has drawn 1-19.
+    The same pane on a real xtuner run: test_train_tmux.py and the step snapshots."""
+    from replay_trainer import held, release
+
+    replay.setenv("REPLAY_HOLD_AT", "20")
+    ws = prepare_workspace(tmp_path / "ws", model_dir=demo_model)
     ws.update_state(current_step="train")
     app = WizardApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
+        chart = app.query_one(LossChart)
         assert "Start runs: $ xtuner train internlm2_chat_1_8b_qlora_alpaca_e3_copy.py" in (
             screen_text(app)
         )
         await pilot.click("#train-start")
-        seen_points: set[int] = set()
-        for _ in range(900):  # up to 15 minutes on a busy 2-core machine
-            await pilot.pause(1.0)
-            snap = pane._snapshot
-            if snap is not None:
-                seen_points.add(app.query_one(LossChart).point_count)
-            if pane._record is not None and pane._record.state in (
-                "succeeded",
-                "failed",
-                "stopped",
-            ):
-                await pilot.pause(2.5)  # one more tick draws the end
-                break
-        snap = pane._snapshot
-        assert pane._record.state == "succeeded", screen_text(app)
-        assert app.query_one(LossChart).point_count == 8
-        assert len(seen_points) > 1, "the chart grew while the run trained"
-        text = screen_text(app)
-        assert "iter 8/8" in text
-        assert "after training" in eval_title(snap.eval_samples)
-        assert "<|im_start|>" not in text  # the answers without the template's tokens
+        await until(pilot, lambda: pane._record is not None, "the run's record")
+        await until(pilot, lambda: held(pane._record, 20), "the run to reach iteration 20")
+        await until(pilot, lambda: chart.point_count == 19, "the chart to draw iterations 1-19")
+        await until(pilot, lambda: "iter 19/40" in screen_text(app), "iter 19/40 on the screen")
+        assert pane._record.active
+        release(pane._record, 20)
+        await until(pilot, lambda: pane._record.state == "succeeded", "the run to succeed")
+        await until(pilot, lambda: "iter 40/40" in screen_text(app), "iter 40/40 on the screen")
+        assert chart.point_count == 40
+        assert "after training" in eval_title(pane._snapshot.eval_samples)
+        assert "<|im_start|>" not in screen_text(app)  # the answers without the template's tokens
     assert "train" in ws.load_state().done
     record_files = list(ws.runs_dir.glob("*.json"))
     assert json.loads(record_files[0].read_text())["state"] == "succeeded"
 
 
-@pytest.mark.slow
-async def test_stop_asks_first_and_resume_needs_a_checkpoint(tmp_path, demo_model, steady_host):
-    from engine.runs.records import list_runs
+async def test_stop_asks_first_and_resume_needs_a_checkpoint(
+    tmp_path, demo_model, steady_host, replay
+):
+    """The replay holds before its first iteration (no checkpoint yet) until it is stopped."""
+    from replay_trainer import held
 
-    ws = prepare_workspace(tmp_path / "ws", model_dir=demo_model, overrides={"max_iters": 200})
+    from engine.runs.records import list_runs
+    from tui.screens.train import ConfirmStop
+
+    replay.setenv("REPLAY_HOLD_AT", "1")
+    ws = prepare_workspace(tmp_path / "ws", model_dir=demo_model)
     ws.update_state(current_step="train")
     app = WizardApp(ws.root)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.query_one(TrainPane)
         await pilot.click("#train-start")
-        await pilot.pause(0.5)
-        assert pane._record is not None and pane._record.active
-        from tui.screens.train import ConfirmStop
+        await until(pilot, lambda: pane._record is not None, "the run's record")
+        await until(pilot, lambda: held(pane._record, 1), "the run to reach iteration 1")
 
         await pilot.click("#train-stop")
-        await pilot.pause(0.3)
-        assert isinstance(app.screen, ConfirmStop)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmStop), "the stop question")
         await pilot.press("n")  # keep training
-        await pilot.pause(0.3)
-        assert not isinstance(app.screen, ConfirmStop)
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmStop), "the question gone")
         assert list_runs(ws)[-1].active
 
         await pilot.click("#train-stop")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmStop), "the stop question")
         await pilot.press("y")
-        for _ in range(120):
-            await pilot.pause(1.0)
-            if pane._record is not None and pane._record.state == "stopped":
-                break
+        await until(pilot, lambda: pane._record.state == "stopped", "the run to stop")
         assert list_runs(ws)[-1].state == "stopped"
-        await pilot.pause(2.5)
-        assert "Stopped. Press r to resume" in screen_text(app)
+        await until(pilot, lambda: "Stopped. Press r to resume" in screen_text(app), "Stopped.")
 
-        # no checkpoint yet (save_steps is 32): resume says so instead of starting anything
+        # no checkpoint yet: resume says so instead of starting anything
         await pilot.click("#train-resume")
-        await pilot.pause(0.5)
+        await until(
+            pilot,
+            lambda: any("no checkpoint" in str(n.message) for n in app._notifications),
+            "the no-checkpoint notice",
+        )
         assert len(list_runs(ws)) == 1
-        assert any("no checkpoint" in str(n.message) for n in app._notifications)
 
 
 # -- issue 14: what the screen says while a run starts, and answers without template tokens ---

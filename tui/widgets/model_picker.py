@@ -116,18 +116,19 @@ class ModelPicker(Vertical):
     def action_rescan(self) -> None:
         self.rescan()
 
-    def rescan(self) -> None:
-        self._discover()
+    def rescan(self, news: Text | None = None) -> None:
+        """Search again; ``news`` (a finished download's line) stays on top of the count."""
+        self._discover(news)
 
     @work(thread=True, exclusive=True, group="model-discovery")
-    def _discover(self) -> None:
+    def _discover(self, news: Text | None = None) -> None:
         from engine.models import discover
 
         model = self.workspace.load_state().choices.get("model")
         found = discover(self.workspace.root, model=model)
-        self.app.call_from_thread(self.show_entries, found)
+        self.app.call_from_thread(self.show_entries, found, news)
 
-    def show_entries(self, entries: list[ModelEntry]) -> None:
+    def show_entries(self, entries: list[ModelEntry], news: Text | None = None) -> None:
         self.entries = list(entries)
         olist = self.query_one("#mp-list", OptionList)
         olist.clear_options()
@@ -136,10 +137,14 @@ class ModelPicker(Vertical):
             olist.highlighted = 0
             self._show_detail(0)
             usable = sum(e.usable for e in self.entries)
-            self.set_status(
+            count = (
                 f"{len(self.entries)} found ({usable} usable). Enter: choose · l: link as "
                 "ORG/NAME into the workspace · F5: rescan"
             )
+            if news is None:
+                self.set_status(count)
+            else:  # the download's outcome must not be wiped by the list it refreshed
+                self.query_one("#mp-status", Static).update(Text.assemble(news, "\n", count))
         else:
             self.query_one("#mp-detail", Static).update("")
             self.set_status(
@@ -230,7 +235,7 @@ class ModelPicker(Vertical):
                 self._poller.stop()
                 self._poller = None
             if job.state == "done":
-                self.rescan()
+                self.rescan(news=Text(job.describe(), style="green"))
 
     def show_job(self, job: DownloadJob) -> None:
         """The download's progress (also fed from tests)."""
