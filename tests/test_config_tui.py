@@ -143,3 +143,38 @@ async def test_the_form_opens_on_the_config_the_workspace_holds(tmp_path, monkey
         assert app.query_one("#f-max_length").value == "128"
         assert pane.overrides == {"lr": "5e-4", "max_length": "128"}
         assert "+lr = 5e-4" in pane.last_result.diff
+
+
+def test_edited_lines_put_the_tutorials_edits_before_the_wizards_plumbing():
+    """At 80x24 the edits box shows ~16 rows: the model and dataset lines (the tutorial's
+    edits) must come before the imports and runtime patches, which once pushed them out."""
+    from tui.screens.config import edited_lines
+
+    root = Path("/home/ada/ws")
+    diff = "\n".join(
+        [
+            "--- a.py",
+            "+++ b.py",
+            "@@ -1,9 +1,9 @@",
+            "+from mmengine.optim import OptimWrapper",
+            '+__import__("mmengine.runner.loops", fromlist=["time"]).time = None  # patch',
+            ' prompt_template = "x"',
+            '-pretrained_model_name_or_path = "internlm/internlm2-chat-1_8b"',
+            f'+pretrained_model_name_or_path = "{root}/demo-model"',
+            "-    dataset=dict(type=load_dataset, path=alpaca_en_path),",
+            "+    dataset=dict(type=load_dataset, path='json', data_files=dict(train=alpaca_en_path)),",
+            '-alpaca_en_path = "tatsu-lab/alpaca"',
+            f'+alpaca_en_path = "{root}/datas/assistant.json"',
+        ]
+    )
+    lines = edited_lines(diff, root).plain.splitlines()
+    assert lines[0] == "5 lines set by the wizard (./ is the workspace):"
+    assert lines[1:5] == [
+        '-pretrained_model_name_or_path = "internlm/internlm2-chat-1_8b"',
+        '+pretrained_model_name_or_path = "./demo-model"',
+        '-alpaca_en_path = "tatsu-lab/alpaca"',
+        '+alpaca_en_path = "./datas/assistant.json"',
+    ]
+    assert lines[5].startswith("-    dataset=dict(") and lines[6].startswith("+    dataset=")
+    assert lines[7] == "the wizard's imports and runtime patches:"
+    assert lines[8] == "+from mmengine.optim import OptimWrapper"

@@ -16,6 +16,7 @@ train CONFIG --deepspeed STAGE``) is shown under the diff.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
@@ -101,9 +102,17 @@ def show_value(value: Any) -> str:
         return str(value)
 
 
-def edited_lines(diff: str) -> Text:
-    """The diff's changed lines only (no context), each wrapped whole: the step's point."""
-    text = Text()
+_SETTING = re.compile(r"^[+-][A-Za-z_]\w* = ")  # a top-level `name = value` of the config
+_PLUMBING = re.compile(r"^[+-](from |import |__import__\(|#)")  # imports and runtime patches
+
+
+def edited_lines(diff: str, root: Path | None = None) -> Text:
+    """The diff's changed lines only (no context), each wrapped whole: the step's point.
+
+    The settings a user edits in the tutorial (model, dataset, lengths, ...) come first, then
+    the lines inside dicts, then the wizard's plumbing (imports, runtime patches), so at 80x24
+    the edits that matter are in sight. Paths under ``root`` (the workspace) read ``./``.
+    """
     changed = [
         line
         for line in diff.splitlines()
@@ -111,11 +120,24 @@ def edited_lines(diff: str) -> Text:
     ]
     if not changed:
         return Text("No edits: the config is the built-in one.", style="dim")
-    text.append(
-        f"{sum(ln.startswith('+') for ln in changed)} lines set by the wizard:\n", style="bold"
-    )
-    for line in changed:
-        text.append(line + "\n", style="green" if line.startswith("+") else "red")
+
+    def rank(line: str) -> int:
+        if _PLUMBING.match(line):
+            return 2
+        return 0 if _SETTING.match(line) else 1
+
+    ordered = sorted(changed, key=rank)  # stable: each - old / + new pair stays together
+    prefix = f"{root}/" if root is not None else None
+    text = Text()
+    head = f"{sum(ln.startswith('+') for ln in changed)} lines set by the wizard"
+    text.append(head + (" (./ is the workspace):\n" if prefix else ":\n"), style="bold")
+    plumbing_shown = False
+    for line in ordered:
+        if rank(line) == 2 and not plumbing_shown:
+            plumbing_shown = True
+            text.append("the wizard's imports and runtime patches:\n", style="dim")
+        shown = line.replace(prefix, "./") if prefix else line
+        text.append(shown + "\n", style="green" if line.startswith("+") else "red")
     text.rstrip()
     return text
 
@@ -145,6 +167,7 @@ class Request:
     model: Path | None
     data: Path
     set_args: list[str]
+    gpus: int = 1  # the launch choice: the estimate's iterations are per this many processes
 
 
 @dataclass
@@ -212,6 +235,7 @@ class ConfigPane(StepPane):
         self.overrides: dict[str, str] = {}  # key -> what the user typed
         self.last_result: Result | None = None
         self._auto_gpus = "1"  # what the wizard put in the GPUs field (not the user)
+        self._estimated_gpus: int | None = None  # the GPUs the last estimate was for
         self._deepspeed_here = deepspeed_version()
         self._opened_on_file = False
 
@@ -381,6 +405,9 @@ class ConfigPane(StepPane):
     def _gpus_changed(self, event: Input.Changed) -> None:
         self._show_launch()
         self._store_launch()
+        gpus, _ = self.launch_choice()
+        if gpus is not None and gpus != self._estimated_gpus:
+            self._schedule()  # the iterations are per launched process: estimate again
 
     @on(Select.Changed, "#launch-deepspeed")
     def _deepspeed_changed(self, event: Select.Changed) -> None:
@@ -467,6 +494,7 @@ class ConfigPane(StepPane):
     def _start_render(self) -> None:
         self._timer = None
         self._token += 1
+        self._estimated_gpus = self.launch_choice()[0] or 1
         request = Request(
             self._token,
             self._base,
@@ -474,6 +502,7 @@ class ConfigPane(StepPane):
             self._model_dir(),
             dataset_path(self.workspace),  # the one the Data step / `data generate` recorded
             self.set_args(),
+            self._estimated_gpus,
         )
         self._render_config(request)
 
@@ -498,16 +527,18 @@ class ConfigPane(StepPane):
             )
             result.rendered = rendered
             result.diff = diff_text(rendered)
-            result.estimate, result.warnings = self._estimate(rendered, req.data)
+            result.estimate, result.warnings = self._estimate(rendered, req.data, req.gpus)
         except WizardError as exc:
             result.error = str(exc)
         self.app.call_from_thread(self._show_result, result)
 
-    def _estimate(self, r: RenderedConfig, data: Path) -> tuple[list[str], list[str]]:
+    def _estimate(
+        self, r: RenderedConfig, data: Path, gpus: int = 1
+    ) -> tuple[list[str], list[str]]:
         hw = r.hardware or Hardware()
         lines = [f"{hw.describe()}  ·  profile {r.profile}"]
         lines += [n.split(": ", 1)[-1] if n.startswith(r.profile) else n for n in r.notes]
-        run = estimate_for(r, data)
+        run = estimate_for(r, data, gpus=gpus)
         if run is None:
             return lines, []
         if run.memory is not None and run.gpu_gib:
@@ -550,7 +581,7 @@ class ConfigPane(StepPane):
                 *[("\n" + w, "bold red") for w in result.warnings],
             )
         )
-        edits.update(edited_lines(result.diff))
+        edits.update(edited_lines(result.diff, self.workspace.root))
         diff.update(colour_diff(result.diff))
         self._fill_form(result.rendered.settings)
         if not self._opened_on_file:
@@ -651,7 +682,7 @@ class ConfigPane(StepPane):
 
         base_text = builtin_path(self._base).read_text(encoding="utf-8")
         diff = unified_diff(base_text, text, f"a/{self._base}.py", f"b/{target.name}")
-        self.query_one("#cfg-edits", Static).update(edited_lines(diff))
+        self.query_one("#cfg-edits", Static).update(edited_lines(diff, self.workspace.root))
         self.query_one("#cfg-diff", Static).update(colour_diff(diff))
         rendered = self.last_result.rendered if self.last_result else None
         shown = rendered.settings if rendered else {}
