@@ -1,16 +1,18 @@
 """Convert a training checkpoint to a LoRA adapter and merge it into the base model.
 
-The tutorial's two commands, run as child processes for real exit codes:
+The tutorial's two commands, run in one child process (``python -m engine.merge_child``,
+real exit codes, killable, torch never imported by the wizard) that calls each tool's
+``main()`` with these arguments, so python starts and imports xtuner once, not twice:
 
     python -m xtuner.tools.model_converters.pth_to_hf CFG PTH <ws>/hf --safe-serialization
     python -m xtuner.tools.model_converters.merge BASE <ws>/hf <ws>/merged --safe-serialization --device cpu|cuda
 
 Before them: the base must be full precision (a 4-bit base cannot take a merge), the disk
 must hold the merged model, and an existing hf/ or merged/ is moved aside, never overwritten.
-After them: the merged model is loaded with transformers in a child process (the load check),
-and ``merged/xtuner_wizard.json`` records where it came from and its prompt template.
-Progress goes to ``progress(phase, detail)``; every child's output is kept in
-``.wizard/merge.log`` so a failure shows its tail.
+After them, in the same child: the merged model is loaded with transformers (the load check);
+then ``merged/xtuner_wizard.json`` records where it came from and its prompt template.
+Progress goes to ``progress(phase, detail)``; the child's output is kept in
+``.wizard/merge.log`` so a failure shows its tail (and which step failed).
 """
 
 from __future__ import annotations
@@ -429,16 +431,31 @@ def prune_previous(out_dir: Path, keep: int) -> list[tuple[Path, int]]:
     return removed
 
 
-# -- the children -------------------------------------------------------------------------
+# -- the child -----------------------------------------------------------------------------
+CHILD_MODULE = "engine.merge_child"
+# What a failure in each step of the child says (the step it was in when it exited).
+STEP_FAILURES = {
+    "convert": (
+        "pth_to_hf failed",
+        "see the log tail; the config must be the one the checkpoint was trained with",
+    ),
+    "merge": (
+        "merge failed",
+        "see the log tail; the base must be the model the run was trained on",
+    ),
+    "check": ("the merged model does not load with transformers", "see the log; merge again"),
+}
+
+
 def _run_child(
     argv: list[str],
     log_path: Path,
     on_line: Callable[[str], None],
     *,
     cwd: Path,
-    fail_message: str,
-    fix: str,
-) -> None:
+) -> int:
+    """Run ``argv`` (stdin closed, stderr into stdout), every line into the log and to
+    ``on_line`` as it comes; returns the exit code."""
     from engine.xtuner_env import child_env
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -448,7 +465,7 @@ def _run_child(
         proc = subprocess.Popen(
             argv,
             cwd=str(cwd),
-            env=child_env(),
+            env=child_env(),  # no TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD: see merge_command
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -475,11 +492,7 @@ def _run_child(
             on_line(line)
         code = proc.wait()
         log.write(f"[exit {code}]\n")
-    if code != 0:
-        tail = log_tail(log_path)
-        raise MergeFailed(
-            f"{fail_message} (exit code {code})", log_path=log_path, tail=tail, fix=fix
-        )
+    return code
 
 
 def log_tail(log_path: Path, n: int = 20) -> list[str]:
@@ -490,44 +503,25 @@ def log_tail(log_path: Path, n: int = 20) -> list[str]:
     return lines[-n:]
 
 
-# On a GPU the merged model loads there, in the dtype it was saved in (float16), as chat will
-# load it; only without one does transformers' CPU default (float32) apply.
-LOAD_CHECK = r"""
-import json, sys
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-path = sys.argv[1]
-cuda = torch.cuda.is_available()
-tok = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-model = AutoModelForCausalLM.from_pretrained(
-    path, trust_remote_code=True, **({"torch_dtype": "auto"} if cuda else {}))
-if cuda:
-    model.to("cuda")
-n = sum(p.numel() for p in model.parameters())
-print("LOADCHECK " + json.dumps({"parameters": n, "dtype": str(next(model.parameters()).dtype),
-      "architecture": type(model).__name__, "vocab": len(tok)}))
-"""
+def merge_command(src: MergeSource, hf_dir: Path, out_dir: Path, device: str) -> list[str]:
+    """The one child of a merge (:mod:`engine.merge_child`): xtuner's pth_to_hf and merge,
+    called in that process, then the load check; one python start-up for all three.
 
+    Its checkpoint is unpickled in full (xtuner's ``guess_load_checkpoint`` passes
+    ``weights_only=False`` itself), which is why :func:`convert_and_merge` lets only the
+    workspace's own checkpoints through without ``--trust-checkpoint``; the child's
+    environment is the plain :func:`engine.xtuner_env.child_env` (nothing is forced)."""
+    from engine.xtuner_env import module_command
 
-def load_check(model_dir: Path, log_path: Path) -> dict:
-    """Load the merged model with transformers in a child process; its facts or MergeFailed."""
-    from engine.xtuner_env import python_executable
-
-    found: dict = {}
-
-    def on_line(line: str) -> None:
-        if line.startswith("LOADCHECK "):
-            found.update(json.loads(line[len("LOADCHECK ") :]))
-
-    _run_child(
-        [python_executable(), "-c", LOAD_CHECK, str(model_dir)],
-        log_path,
-        on_line,
-        cwd=model_dir,
-        fail_message="the merged model does not load with transformers",
-        fix="see the log; merge again",
+    return module_command(
+        CHILD_MODULE,
+        str(src.config),
+        str(src.checkpoint),
+        str(hf_dir),
+        str(src.base_model),
+        str(out_dir),
+        device,
     )
-    return found
 
 
 # -- the whole step -----------------------------------------------------------------------
@@ -628,76 +622,64 @@ def _convert_and_merge_into(
 ) -> None:
     """pth_to_hf into ``hf_dir`` and merge into ``out_dir`` (the staging folders), load
     check, marker. ``final_*``: where they will be published (recorded in the marker)."""
-    from engine.xtuner_env import MERGE_MODULE, PTH_TO_HF_MODULE, module_command
+    from engine.merge_child import FAIL_NO_ADAPTER, FAIL_NO_SAFETENSORS, parse_mark
 
     if device is None:
         device = _cuda_or_cpu()
     log_path = ws.wizard_dir / LOG_NAME
     log_path.write_text(f"# merge {time.strftime('%Y-%m-%d %H:%M:%S')}\n", encoding="utf-8")
-
-    # 1. adapter conversion
+    # 1. adapter conversion, 2-3. base load + merge, save, 4. load check: one child, which
+    # says when it moves on (marker lines); the tools' own lines give the details.
     say("convert", f"{ws.rel(src.checkpoint)} -> {ws.rel(final_hf)}/")
+    seen: dict = {"phase": "convert", "fail": None, "facts": None}
 
-    def on_convert(line: str) -> None:
-        if "Load State Dict" in line and "%" in line:
-            say(
-                "convert", "load state dict " + line.split("Load State Dict", 1)[1].strip(": ")[:40]
-            )
-        elif "Load PTH model" in line:
-            say("convert", "checkpoint loaded; saving the adapter")
+    def on_mark(mark: dict) -> None:
+        if "fail" in mark:
+            seen["fail"] = mark["fail"]
+        elif "facts" in mark:
+            seen["facts"] = mark["facts"]
+        elif mark.get("phase") == "merge":
+            seen["phase"] = "merge"
+            say("merge", f"loading {src.base_model.name} ({device}) and merging the adapter")
+        elif mark.get("phase") == "check":
+            seen["phase"] = "check"
+            say("check", "loading the merged model with transformers")
 
-    _run_child(
-        module_command(
-            PTH_TO_HF_MODULE,
-            str(src.config),
-            str(src.checkpoint),
-            str(hf_dir),
-            "--safe-serialization",
-        ),
-        log_path,
-        on_convert,
-        cwd=ws.root,
-        fail_message="pth_to_hf failed",
-        fix="see the log tail; the config must be the one the checkpoint was trained with",
-    )
-    if not (hf_dir / "adapter_config.json").is_file():
+    def on_line(line: str) -> None:
+        mark = parse_mark(line)
+        if mark is not None:
+            on_mark(mark)
+        elif seen["phase"] == "convert":
+            if "Load State Dict" in line and "%" in line:
+                detail = line.split("Load State Dict", 1)[1].strip(": ")[:40]
+                say("convert", "load state dict " + detail)
+            elif "Load PTH model" in line:
+                say("convert", "checkpoint loaded; saving the adapter")
+        elif seen["phase"] == "merge":
+            if line.startswith("Saving to"):
+                say("save", f"writing {ws.rel(final_out)}/ (safetensors)")
+            elif "Loading checkpoint shards" in line and "%" in line:
+                say("merge", "loading the base " + line.split(":", 1)[-1].strip()[:40])
+
+    code = _run_child(merge_command(src, hf_dir, out_dir, device), log_path, on_line, cwd=ws.root)
+    if seen["fail"] == FAIL_NO_ADAPTER or (
+        code == 0 and not (hf_dir / "adapter_config.json").is_file()
+    ):
         raise MergeFailed(
             "pth_to_hf wrote no adapter_config.json (was this a full fine-tune?)",
             log_path=log_path,
             tail=log_tail(log_path),
         )
-
-    # 2-3. base load + merge, save
-    say("merge", f"loading {src.base_model.name} ({device}) and merging the adapter")
-
-    def on_merge(line: str) -> None:
-        if line.startswith("Saving to"):
-            say("save", f"writing {ws.rel(final_out)}/ (safetensors)")
-        elif "Loading checkpoint shards" in line and "%" in line:
-            say("merge", "loading the base " + line.split(":", 1)[-1].strip()[:40])
-
-    _run_child(
-        module_command(
-            MERGE_MODULE,
-            str(src.base_model),
-            str(hf_dir),
-            str(out_dir),
-            "--safe-serialization",
-            "--device",
-            device,
-        ),
-        log_path,
-        on_merge,
-        cwd=ws.root,
-        fail_message="merge failed",
-        fix="see the log tail; the base must be the model the run was trained on",
-    )
-    if not list(out_dir.glob("*.safetensors")):
+    if seen["fail"] == FAIL_NO_SAFETENSORS or (
+        code == 0 and not list(out_dir.glob("*.safetensors"))
+    ):
         raise MergeFailed("merge wrote no .safetensors", log_path=log_path, tail=log_tail(log_path))
-
-    # 4. load check
-    say("check", "loading the merged model with transformers")
-    facts = load_check(out_dir, log_path)
+    if code != 0 or seen["facts"] is None:
+        message, fix = STEP_FAILURES[seen["phase"]]
+        raise MergeFailed(
+            f"{message} (exit code {code})", log_path=log_path, tail=log_tail(log_path), fix=fix
+        )
+    facts = seen["facts"]
     info = {
         "prompt_template": src.prompt_template,
         "config": str(src.config),
