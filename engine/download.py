@@ -548,8 +548,8 @@ def worker_main(job_path: str) -> int:
 # --- the tutorial's layout -------------------------------------------------------------------
 def link_into_workspace(ws: Workspace, target: Path, name: str) -> Path:
     """Link ``target`` into the workspace as ``name`` (``ORG/NAME``, the tutorial's layout:
-    ``Shanghai_AI_Laboratory/internlm2-chat-1_8b``). Returns the link; the same link again is
-    a no-op; anything else at that path is refused."""
+    ``Shanghai_AI_Laboratory/internlm2-chat-1_8b``). Returns the link; the same link again (or
+    ``target`` itself already there) is a no-op; anything else at that path is refused."""
     target = Path(target).expanduser().resolve()
     parts = Path(name).parts
     if not parts or Path(name).is_absolute() or ".." in parts or parts[0] in (".wizard", "datas"):
@@ -574,6 +574,8 @@ def link_into_workspace(ws: Workspace, target: Path, name: str) -> Path:
             fix="remove that link first, or pick another name with --as",
         )
     if link.exists():
+        if link.resolve() == target:  # the folder itself, already in the workspace there
+            return link
         raise WizardError(
             "something is already there; not replacing it",
             where=str(link),

@@ -33,6 +33,7 @@ from typing import Any
 SHARE_ROOTS = ("/root/share/new_models", "/share/new_models")
 SHARE_ROOTS_ENV = "XTUNER_WIZARD_SHARE_ROOTS"  # os.pathsep-separated; "" for none
 TUTORIAL_LINK = "Shanghai_AI_Laboratory/internlm2-chat-1_8b"  # the tutorial's layout
+TUTORIAL_FAMILY = "internlm2"  # the tutorial's model's model_type
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 SAFETENSORS_BYTES = {
@@ -151,6 +152,25 @@ def format_params(n: int | None, estimated: bool = False) -> str:
     if n >= 1e5:
         return f"{mark}{n / 1e6:.1f}M"
     return f"{mark}{n / 1e3:.1f}K"
+
+
+def is_tutorial_model(entry: ModelEntry) -> bool:
+    """Whether ``entry`` is the tutorial's model, internlm2-chat-1_8b, whoever published it
+    (``internlm/internlm2-chat-1_8b`` on the hub, ``Shanghai_AI_Laboratory/...`` on the share)."""
+    tail = TUTORIAL_LINK.rsplit("/", 1)[1].lower()
+    names = {entry.name.rsplit("/", 1)[-1].lower().replace(".", "_"), entry.path.name.lower()}
+    return entry.model_type == TUTORIAL_FAMILY and tail in names
+
+
+def workspace_name(entry: ModelEntry, *, tutorial: bool | None = None) -> str:
+    """The name a model gets when linked into the workspace: the tutorial's
+    (:data:`TUTORIAL_LINK`) with ``tutorial``, its own ``ORG/NAME`` without; by default the
+    tutorial's for the tutorial's model (:func:`is_tutorial_model`), else its own."""
+    if tutorial is None:
+        tutorial = is_tutorial_model(entry)
+    if tutorial:
+        return TUTORIAL_LINK
+    return entry.name if "/" in entry.name else f"models/{entry.name}"
 
 
 # --- reading one folder ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import WizardError
-from engine.workspace import Workspace
+from engine.workspace import WizardState, Workspace
 
 DEMO = "demo"
 # Any one of these makes a tokenizer (fast, sentencepiece, BPE, WordPiece, tiktoken).
@@ -164,6 +164,54 @@ def ensure_model(ws: Workspace, choice: ModelChoice) -> Path:
 def record_model(ws: Workspace, choice: ModelChoice) -> None:
     """Store the choice (absolute, or ``"demo"``) in ``state.json``."""
     ws.set_choice("model", choice.value)
+
+
+def model_family(ws: Workspace, value: object) -> str | None:
+    """The family (config.json's ``model_type``) of a stored model choice: a demo name or a
+    folder; None when it can't be read."""
+    from engine.demo import demo_arch
+
+    if not isinstance(value, str) or not value:
+        return None
+    arch = demo_arch(value)
+    if arch is not None:
+        return arch
+    try:
+        cfg = json.loads((stored(ws, value) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    family = cfg.get("model_type") if isinstance(cfg, dict) else None
+    return family if isinstance(family, str) and family else None
+
+
+def base_is_stale(ws: Workspace, base: str, before: object, after: object) -> bool:
+    """Whether the built-in config ``base``, chosen while the model was ``before``, is wrong
+    for the model ``after``: the family changed and ``base`` is none of the new family's
+    configs (when xtuner's configs can't be listed: the family changed). A base kept on
+    purpose across models of one family, or a model whose family can't be read, keeps it."""
+    from engine.config.builtin import configs_for_family
+
+    new = model_family(ws, after)
+    if new is None or model_family(ws, before) == new:
+        return False
+    try:
+        return base not in configs_for_family(new)
+    except WizardError:
+        return True
+
+
+def set_model(ws: Workspace, value: str) -> WizardState:
+    """Record the model choice: the one place it is written (``Workspace.set_choice("model")``
+    comes here). A ``config_base`` chosen for another family is dropped with it, so the
+    Config step proposes the new family's configs instead of an InternLM2 base for a Qwen2."""
+    with ws.transaction() as state:
+        before = state.choices.get("model")
+        state.choices["model"] = value
+        base = state.choices.get("config_base")
+        if isinstance(base, str) and base and before != value:
+            if base_is_stale(ws, base, before, value):
+                del state.choices["config_base"]
+    return state
 
 
 def model_dir(ws: Workspace) -> Path | None:

@@ -278,6 +278,10 @@ class Workspace:
         return state
 
     def set_choice(self, key: str, value: Any) -> WizardState:
+        if key == "model":  # a new model may make the chosen config base another family's
+            from engine.selection import set_model
+
+            return set_model(self, value)
         with self.transaction() as state:
             state.choices[key] = value
         return state

@@ -169,3 +169,21 @@ def test_unknown_repo_and_too_little_disk_stop_before_any_file_is_fetched(
         assert "not a model id" in capsys.readouterr().err
     finally:
         server.stop()
+
+
+def test_huggingface_hub_is_a_pinned_dependency_the_installed_one_meets():
+    """The worker drives huggingface_hub's own API (HfApi.model_info(files_metadata=True),
+    snapshot_download, the blobs' .incomplete files): a dependency, pinned below 1.0."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    pins = [r for r in map(Requirement, deps) if canonicalize_name(r.name) == "huggingface-hub"]
+    assert len(pins) == 1, deps
+    spec = pins[0].specifier
+    assert version("huggingface_hub") in spec
+    assert "1.0" not in spec and "0.22.2" not in spec and "0.23.0" in spec

@@ -164,3 +164,56 @@ def test_environment_snapshot(snap_compare, workspace: Workspace, monkeypatch):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 40), run_before=feed)
+
+
+async def test_a_model_of_another_family_makes_config_propose_that_familys_base(
+    workspace: Workspace, tmp_path: Path, monkeypatch
+):
+    """An InternLM2 base chosen in Config, then a Qwen2 model chosen in the picker: the stale
+    base is dropped and the Config step proposes Qwen1.5's config."""
+    from test_models import INTERNLM2_CFG, QWEN2_CFG, hf_snapshot, safetensors_bytes, write_model
+    from waits import settle as settle_all
+    from waits import until
+
+    from tui.widgets.model_picker import ModelPicker, ModelPickerScreen
+
+    monkeypatch.setattr(EnvironmentPane, "PROBE", False)
+    weights = safetensors_bytes({"w": ("BF16", [8, 8])})
+    snap = hf_snapshot(
+        tmp_path / "hf",
+        "Qwen/Qwen1.5-0.5B-Chat",
+        "a" * 40,
+        {"config.json": json.dumps(QWEN2_CFG).encode(), "model.safetensors": weights},
+    )
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.setenv("XTUNER_WIZARD_SHARE_ROOTS", "")
+    intern = write_model(tmp_path / "internlm2", INTERNLM2_CFG, {"w": ("BF16", [8, 8])})
+    workspace.set_choice("model", str(intern))
+    workspace.set_choice("config_base", "internlm2_chat_1_8b_qlora_alpaca_e3")
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.open_step("config")  # seen once with the InternLM2 base: the pane keeps it in mind
+        await until(pilot, lambda: app.query("#config"), "the Config step")
+        await settle_all(pilot)
+        assert app.query_one("#config")._base == "internlm2_chat_1_8b_qlora_alpaca_e3"
+        app.open_step("environment", focus=True)
+        await settle_all(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen), "the picker")
+        picker = app.screen.query_one(ModelPicker)
+        await until(pilot, lambda: len(picker.entries) == 2, "discovery")
+        qwen = next(i for i, e in enumerate(picker.entries) if e.path == snap)
+        app.screen.query_one("#mp-list").highlighted = qwen
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen), "closed")
+        choices = workspace.load_state().choices
+        assert choices["model"] == str(snap) and "config_base" not in choices
+        await settle(app, pilot)
+        app.open_step("config")
+        await until(pilot, lambda: app.query("#config"), "the Config step")
+        await settle_all(pilot)
+        pane = app.query_one("#config")
+        assert pane._base == "qwen1_5_0_5b_chat_qlora_alpaca_e3"
+        assert str(app.query_one("#base-name", Static).content) == pane._base

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from test_models import INTERNLM2_CFG, QWEN2_CFG, hf_snapshot, safetensors_bytes, write_model
 from textual.widgets import OptionList, Static
+from waits import settle, until
 
 from engine.download import DownloadJob
 from engine.models import ModelEntry
@@ -235,3 +236,104 @@ async def test_b_builds_the_chosen_demo_architecture(workspace: Workspace, monke
         assert pane._demo_arch() == "qwen2"
         argv = command(workspace.root, arch=pane._demo_arch())
         assert argv[argv.index("--arch") + 1] == "qwen2"
+
+
+async def test_l_links_the_hub_internlm2_chat_1_8b_under_the_tutorials_name(
+    workspace: Workspace, tmp_path: Path, monkeypatch
+):
+    """The real repo id from the hub, internlm/internlm2-chat-1_8b: l links it where the
+    tutorial has it, Shanghai_AI_Laboratory/internlm2-chat-1_8b (not internlm/...)."""
+    import json
+
+    from engine.models import TUTORIAL_LINK
+
+    monkeypatch.setattr(EnvironmentPane, "PROBE", False)
+    snap = hf_snapshot(
+        tmp_path / "hf",
+        "internlm/internlm2-chat-1_8b",
+        "b" * 40,
+        {
+            "config.json": json.dumps(INTERNLM2_CFG).encode(),
+            "model.safetensors": safetensors_bytes({"w": ("BF16", [8, 8])}),
+        },
+    )
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.setenv("XTUNER_WIZARD_SHARE_ROOTS", "")
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("tab", "m")
+        await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen), "the picker")
+        picker = app.screen.query_one(ModelPicker)
+        await until(pilot, lambda: len(picker.entries) == 1, "discovery")
+        assert picker.entries[0].name == "internlm/internlm2-chat-1_8b"
+        detail = str(app.screen.query_one("#mp-detail", Static).content)
+        assert f"l links it as {TUTORIAL_LINK}" in detail
+        await pilot.press("l")
+        await until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen), "closed")
+        link = workspace.root / TUTORIAL_LINK
+        assert link.is_symlink() and link.resolve() == snap.resolve()
+        assert not (workspace.root / "internlm").exists()
+        assert workspace.load_state().choices["model"] == str(link)
+        await settle(pilot)
+
+
+async def test_a_running_download_is_followed_again_when_the_picker_reopens(
+    workspace: Workspace, tmp_path: Path, monkeypatch
+):
+    """A download started from the picker goes on after the picker (or the app) closes; the
+    picker opened again finds it in .wizard/downloads/, its bar back, and sees it finish."""
+    from fake_hub import FakeHub
+    from textual.widgets import Input, ProgressBar
+
+    from engine.download import current_job
+
+    model = write_model(tmp_path / "src", QWEN2_CFG, {"w": ("BF16", [512, 512])}, extra=())
+    hub = FakeHub({"Qwen/Qwen1.5-0.5B-Chat": model})
+    hub.stall_after["model.safetensors"] = 4096  # the link hangs until released
+    monkeypatch.setenv("HF_ENDPOINT", hub.start())
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.setenv("XTUNER_WIZARD_SHARE_ROOTS", "")
+    repo = "Qwen/Qwen1.5-0.5B-Chat"
+
+    def bar(app) -> ProgressBar:
+        return app.screen.query_one("#mp-progress", ProgressBar)
+
+    try:
+        app = WizardApp(workspace.root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("tab", "m")
+            await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen), "the picker")
+            await until(pilot, lambda: "No model folders" in _status(app), "an empty search")
+            app.screen.query_one("#mp-get", Input).focus()
+            await pilot.press(*repo, "enter")
+            await until(pilot, lambda: bar(app).has_class("busy"), "the bar")
+            await pilot.press("escape")  # the picker closes; the worker goes on
+            await until(pilot, lambda: not isinstance(app.screen, ModelPickerScreen), "closed")
+            await settle(pilot)
+        # the app is gone too; the detached worker is not
+        job = current_job(workspace, repo)
+        assert job is not None and job.active, job
+
+        app = WizardApp(workspace.root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("tab", "m")
+            await until(pilot, lambda: isinstance(app.screen, ModelPickerScreen), "the picker")
+            picker = app.screen.query_one(ModelPicker)
+            await until(pilot, lambda: bar(app).has_class("busy"), "the bar, back")
+            await until(pilot, lambda: repo in _status(app), "the job's line")
+            assert picker._job is not None and picker._job.repo_id == repo
+            hub.release.set()  # the link comes back: the worker resumes and finishes
+            await until(pilot, lambda: not bar(app).has_class("busy"), "the end", timeout=120)
+            await until(pilot, lambda: len(picker.entries) == 1, "the rescan")
+            assert _status(app).startswith(f"done: {repo} -> "), _status(app)
+            assert (
+                bar(app).progress
+                == bar(app).total
+                == sum(p.stat().st_size for p in model.iterdir())
+            )
+            assert picker.entries[0].name == repo
+            await settle(pilot)
+    finally:
+        hub.stop()

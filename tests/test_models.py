@@ -247,3 +247,111 @@ def test_models_command_lists_and_prints_json(layout, monkeypatch, capsys):
     assert "qwen1_5_0_5b_chat_qlora_alpaca_e3" in out
     assert "no weights" in out  # the partial download says why it is not usable
     assert "remote code: configuration_internlm2.py, modeling_internlm2.py" in out
+
+
+def test_the_global_model_is_listed_first_by_models(layout, tmp_path, monkeypatch, capsys):
+    """`xtuner-wizard --model DIR models`: the global --model is the listing's, not refused."""
+    ws, roots, snap = layout
+    monkeypatch.setenv("HF_HUB_CACHE", str(roots.hf_hub))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(roots.modelscope[0]))
+    monkeypatch.setenv("XTUNER_WIZARD_SHARE_ROOTS", "")
+    mine = write_model(tmp_path / "elsewhere" / "mine", LLAMA_CFG, {"m": ("F32", [4, 4])})
+    monkeypatch.chdir(mine.parent)  # a relative --model is the shell's, as everywhere
+    assert cli_main(["--workspace", str(ws), "--model", "mine", "models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["models"]
+    assert listed[0]["source"] == "--model" and listed[0]["path"] == str(mine)
+    assert listed[0]["parameters"] == 16 and any(m["path"] == str(snap) for m in listed)
+    assert cli_main(["--workspace", str(ws), "--model", str(mine), "models"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("mine  LlamaForCausalLM")
+    # the same given both ways is one model; a folder that is no model is one line
+    assert cli_main(["-w", str(ws), "--model", "mine", "models", "--model", "mine"]) == 0
+    capsys.readouterr()
+    assert cli_main(["--workspace", str(ws), "--model", str(tmp_path / "nothing"), "models"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not a model folder" in err
+
+
+def test_model_link_tutorial_links_the_hub_model_under_the_tutorials_name(
+    tmp_path, monkeypatch, capsys
+):
+    """The real repo id, internlm/internlm2-chat-1_8b: by default linked as itself, with
+    --tutorial as the tutorial's Shanghai_AI_Laboratory/internlm2-chat-1_8b."""
+    from engine.models import TUTORIAL_LINK, is_tutorial_model, workspace_name
+    from engine.workspace import Workspace
+
+    hub = tmp_path / "hf"
+    snap = hf_snapshot(
+        hub,
+        "internlm/internlm2-chat-1_8b",
+        "b" * 40,
+        {
+            "config.json": json.dumps(INTERNLM2_CFG).encode(),
+            "model.safetensors": safetensors_bytes({"w": ("BF16", [8, 8])}),
+        },
+    )
+    qwen = write_model(tmp_path / "qwen", QWEN2_CFG, {"w": ("BF16", [8, 8])})
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    monkeypatch.setenv("XTUNER_WIZARD_SHARE_ROOTS", "")
+    ws = Workspace(tmp_path / "ws").ensure()
+    entry = describe_model(snap, name="internlm/internlm2-chat-1_8b")
+    assert is_tutorial_model(entry) and workspace_name(entry) == TUTORIAL_LINK
+    assert workspace_name(entry, tutorial=False) == "internlm/internlm2-chat-1_8b"
+    assert not is_tutorial_model(describe_model(qwen))
+
+    base = ["--workspace", str(ws.root), "model", "link"]
+    assert cli_main([*base, "internlm/internlm2-chat-1_8b"]) == 0
+    own = ws.root / "internlm" / "internlm2-chat-1_8b"
+    assert own.is_symlink() and own.resolve() == snap.resolve()
+    assert cli_main([*base, "internlm/internlm2-chat-1_8b", "--tutorial"]) == 0
+    assert f"linked {TUTORIAL_LINK} -> {snap}" in capsys.readouterr().out
+    tutorial = ws.root / "Shanghai_AI_Laboratory" / "internlm2-chat-1_8b"
+    assert tutorial.is_symlink() and tutorial.resolve() == snap.resolve()
+    assert ws.load_state().choices["model"] == str(tutorial)
+    assert cli_main([*base, str(snap), "--tutorial"]) == 0  # by its folder: the same link
+    capsys.readouterr()
+    # the tutorial's name is InternLM2's; --as and --tutorial are one or the other
+    assert cli_main([*base, str(qwen), "--tutorial"]) == 2
+    err = capsys.readouterr().err
+    assert "qwen2 model" in err and "--as" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        cli_main([*base, str(qwen), "--tutorial", "--as", "a/b"])
+    # a copy already in the workspace under the tutorial's name is chosen where it is
+    other = Workspace(tmp_path / "ws2").ensure()
+    copy = write_model(other.root / TUTORIAL_LINK, INTERNLM2_CFG, {"w": ("BF16", [8, 8])})
+    assert cli_main(["-w", str(other.root), "model", "link", str(copy), "--tutorial"]) == 0
+    assert other.load_state().choices["model"] == str(copy) and not copy.is_symlink()
+
+
+def test_a_model_of_another_family_drops_the_chosen_config_base(tmp_path):
+    """An InternLM2 base chosen in Config is not proposed for a Qwen2 model chosen next; a
+    model of the same family (or a base that fits the new one) keeps it."""
+    from engine.selection import set_model
+    from engine.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    intern = write_model(tmp_path / "internlm2", INTERNLM2_CFG, {"w": ("BF16", [8, 8])})
+    intern2 = write_model(tmp_path / "internlm2-b", INTERNLM2_CFG, {"w": ("BF16", [8, 8])})
+    qwen = write_model(tmp_path / "qwen", QWEN2_CFG, {"w": ("BF16", [8, 8])})
+    ws.set_choice("model", str(intern))
+    ws.set_choice("config_base", "internlm2_chat_1_8b_qlora_alpaca_e3")
+
+    set_model(ws, str(intern2))  # the same family: the base stays
+    assert ws.load_state().choices["config_base"] == "internlm2_chat_1_8b_qlora_alpaca_e3"
+    ws.set_choice("model", str(qwen))  # every writer of the choice goes through set_model
+    choices = ws.load_state().choices
+    assert choices["model"] == str(qwen) and "config_base" not in choices
+
+    ws.set_choice("config_base", "qwen1_5_0_5b_chat_qlora_alpaca_e3")
+    set_model(ws, "demo-qwen2")  # a demo name is its architecture's family, built or not
+    assert ws.load_state().choices["config_base"] == "qwen1_5_0_5b_chat_qlora_alpaca_e3"
+    set_model(ws, "demo")  # the InternLM2 demo model
+    assert "config_base" not in ws.load_state().choices
+
+    # a base chosen on purpose from another family survives a model of the same family...
+    ws.set_choice("config_base", "llama2_7b_chat_qlora_alpaca_e3")
+    set_model(ws, str(intern))
+    assert ws.load_state().choices["config_base"] == "llama2_7b_chat_qlora_alpaca_e3"
+    # ...and a model whose family can't be read changes nothing
+    set_model(ws, str(tmp_path / "gone"))
+    assert ws.load_state().choices["config_base"] == "llama2_7b_chat_qlora_alpaca_e3"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from engine.errors import WizardError
+from engine.models import TUTORIAL_LINK
 
 
 def register(sub, parent) -> None:
@@ -23,8 +25,13 @@ def register(sub, parent) -> None:
         "size on disk, remote code and the XTuner built-in configs that fit it.",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--model", default=None, metavar="PATH", help="also describe this folder")
-    p.set_defaults(func=list_models)
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="PATH|demo",
+        help="also describe this folder (listed first)",
+    )
+    p.set_defaults(func=list_models, takes_model=True)
 
     m = sub.add_parser(
         "model",
@@ -33,8 +40,9 @@ def register(sub, parent) -> None:
         description="`model get ORG/NAME`: download a model with huggingface_hub's own "
         "downloader into its cache, in a detached worker (it survives the terminal; run the "
         "same command again to follow it or to resume a download that stopped). "
-        "`model link PATH|ORG/NAME`: link a model folder into the workspace in the tutorial's "
-        "layout (ORG/NAME, e.g. Shanghai_AI_Laboratory/internlm2-chat-1_8b) and choose it.",
+        "`model link PATH|ORG/NAME`: link a model folder into the workspace as ORG/NAME and "
+        "choose it; `--tutorial` links it under the tutorial's name, "
+        f"{TUTORIAL_LINK}.",
     )
     msub = m.add_subparsers(dest="model_action", metavar="ACTION", required=True)
     g = msub.add_parser("get", parents=[parent], help="download ORG/NAME with progress")
@@ -48,12 +56,18 @@ def register(sub, parent) -> None:
         "link", parents=[parent], help="link a model folder into the workspace (ORG/NAME)"
     )
     ln.add_argument("model", metavar="PATH|ORG/NAME", help="a folder, or a model `models` lists")
-    ln.add_argument(
+    named = ln.add_mutually_exclusive_group()
+    named.add_argument(
         "--as",
         dest="name",
         default=None,
         metavar="ORG/NAME",
         help="the name in the workspace (default: the model's own ORG/NAME)",
+    )
+    named.add_argument(
+        "--tutorial",
+        action="store_true",
+        help=f"link it under the tutorial's name, {TUTORIAL_LINK} (an InternLM2 model)",
     )
     ln.set_defaults(func=link_model)
 
@@ -65,8 +79,21 @@ def list_models(args: argparse.Namespace) -> int:
 
     ws = workspace_of(args)
     roots = SearchRoots.from_env()
-    model = args.model or ws.load_state().choices.get("model")
+    model = _given_model(args.model) or ws.load_state().choices.get("model")
     entries = discover(ws.root, model=model, roots=roots)
+    if args.model and not any(e.source == "--model" for e in entries):
+        from engine.demo import demo_arch
+
+        arch = demo_arch(model)
+        raise WizardError(
+            f"the demo model {model} is not built yet"
+            if arch
+            else f"not a model folder (no config.json naming a model): {model}",
+            where="--model",
+            fix=f"build it: xtuner-wizard demo-model --arch {arch}"
+            if arch
+            else "give the folder holding config.json and the weights",
+        )
     if args.json:
         searched = {
             "workspace": str(ws.root),
@@ -106,6 +133,16 @@ def list_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given_model(value: str | None) -> str | None:
+    """A typed ``--model``: a demo name as it is, a path from the shell's folder, absolute."""
+    if not value:
+        return None
+    from engine.demo import demo_arch
+    from engine.selection import absolute
+
+    return value if demo_arch(value) else str(absolute(value))
+
+
 def get_model(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.download import start_download
@@ -123,7 +160,11 @@ def get_model(args: argparse.Namespace) -> int:
         return 0
     print(job.describe())
     if args.link:
-        link_model(argparse.Namespace(workspace=str(ws.root), model=job.model_dir, name=None))
+        link_model(
+            argparse.Namespace(
+                workspace=str(ws.root), model=job.model_dir, name=None, tutorial=False
+            )
+        )
     else:
         print(
             f"use it: xtuner-wizard config --model {job.model_dir}  "
@@ -164,7 +205,7 @@ def _follow(ws, job, *, detach: bool):
 def link_model(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.download import link_into_workspace
-    from engine.models import describe_model, discover
+    from engine.models import TUTORIAL_FAMILY, describe_model, discover, workspace_name
 
     ws = workspace_of(args).ensure()
     given = Path(str(args.model)).expanduser()
@@ -184,9 +225,18 @@ def link_model(args: argparse.Namespace) -> int:
             if found.path.resolve() == entry.path.resolve():
                 entry = found
                 break
-    name = args.name or (entry.name if "/" in entry.name else f"models/{entry.name}")
+    tutorial = getattr(args, "tutorial", False)
+    if tutorial and entry.model_type != TUTORIAL_FAMILY:
+        raise WizardError(
+            f"{entry.name} is a {entry.model_type or '?'} model; the tutorial's name "
+            f"{TUTORIAL_LINK} is for InternLM2",
+            where="--tutorial",
+            fix="link it under its own name (no --tutorial), or pick one with --as ORG/NAME",
+        )
+    name = args.name or workspace_name(entry, tutorial=tutorial)
     link = link_into_workspace(ws, entry.path, name)
-    ws.set_choice("model", str(link))
+    ws.set_choice("model", str(link))  # a config base of another family goes with it
     shown = link.relative_to(ws.root)  # (ws.rel would follow the link)
-    print(f"linked {shown} -> {entry.path}; it is the workspace's model now")
+    target = os.readlink(link) if link.is_symlink() else entry.path
+    print(f"linked {shown} -> {target}; it is the workspace's model now")
     return 0

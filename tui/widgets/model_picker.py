@@ -3,9 +3,12 @@
 ``ModelPicker`` lists what :func:`engine.models.discover` finds (the workspace, the hub caches,
 the share folders), one line each, with the highlighted model's details below (path, remote
 code, the XTuner configs that fit it, what keeps it from training). Enter chooses it, ``l``
-links it into the workspace in the tutorial's layout (``ORG/NAME``) and chooses the link. A
-``get ORG/NAME`` field starts :func:`engine.download.start_download` (a detached worker) and
-shows its progress from the job file.
+links it into the workspace as ``ORG/NAME`` and chooses the link: the tutorial's model
+(internlm2-chat-1_8b, e.g. ``internlm/internlm2-chat-1_8b`` from the hub) under the tutorial's
+name, ``Shanghai_AI_Laboratory/internlm2-chat-1_8b``. A ``get ORG/NAME`` field starts
+:func:`engine.download.start_download` (a detached worker) and shows its progress from the job
+file; a download still running when the picker opens (started before, from here or from
+``model get``) is followed again.
 
 ``ModelPickerScreen`` shows the picker over the current step (the Environment step opens it
 with ``m``) and dismisses with the chosen path (None: nothing chosen).
@@ -51,6 +54,8 @@ def entry_line(e: ModelEntry, width: int = 76) -> Text:
 
 
 def entry_detail(e: ModelEntry) -> Text:
+    from engine.models import is_tutorial_model, workspace_name
+
     text = Text(str(e.path), style="bold")
     text.append(f"\n{e.dtype or '?'}")
     if e.remote_code:
@@ -64,6 +69,8 @@ def entry_detail(e: ModelEntry) -> Text:
         text.append(f"\nno built-in config for model_type {e.model_type!r}", style="yellow")
     for p in e.problems:
         text.append(f"\n✗ {p}", style="bold red")
+    if is_tutorial_model(e) and e.usable:
+        text.append(f"\nl links it as {workspace_name(e)}, the tutorial's layout", style="dim")
     return text
 
 
@@ -111,6 +118,21 @@ class ModelPicker(Vertical):
     def on_mount(self) -> None:
         if self.DISCOVER:
             self.rescan()
+        self._resume()
+
+    @work(thread=True, exclusive=True, group="model-resume")
+    def _resume(self) -> None:
+        """Follow the workspace's download that still runs (the newest, when several do)."""
+        from engine.download import list_jobs
+
+        running = [j for j in list_jobs(self.workspace) if j.active]
+        if running:
+            job = max(running, key=lambda j: j.started)
+            self.app.call_from_thread(self._resumed, job)
+
+    def _resumed(self, job: DownloadJob) -> None:
+        if self._job is None and self.is_attached:  # not one started here meanwhile
+            self._follow(job)
 
     # -- the list ------------------------------------------------------------------------
     def action_rescan(self) -> None:
@@ -183,9 +205,10 @@ class ModelPicker(Vertical):
         entry = self.highlighted
         if entry is None:
             return
-        name = entry.name if "/" in entry.name else f"models/{entry.name}"
+        from engine.models import workspace_name
+
         try:
-            link = link_into_workspace(self.workspace, entry.path, name)
+            link = link_into_workspace(self.workspace, entry.path, workspace_name(entry))
         except WizardError as exc:
             self.set_status(f"✗ {exc}", "bold red")
             return
