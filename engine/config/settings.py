@@ -32,6 +32,11 @@ CPU_BF16_PATCH = (
     "  # xtuner 0.2.0 calls it; CPU torch has none"
 )
 OPTIM_WRAPPER_IMPORT = "from mmengine.optim import OptimWrapper"
+FUSED_KERNELS_PATCH = (
+    '__import__("importlib.util").util.find_spec("engine") and '
+    '__import__("engine.kernels", fromlist=["install"]).install()'
+    "  # xtuner-wizard: fused kernels (liger-kernel) on CUDA: engine/kernels.py"
+)
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -68,6 +73,8 @@ EXPLAIN: dict[str, str] = {
     "logger_interval": "log a line every N iterations",
     "dist_backend": "distributed backend: nccl on GPUs, gloo on CPUs",
     "cpu_bf16_patch": "patch torch.cpu.is_bf16_supported (xtuner 0.2.0 needs it on CPUs)",
+    "fused_kernels": "liger-kernel's fused RMSNorm, SwiGLU, rotary and linear cross-entropy, and "
+    "no fp32 copy of LoRA inputs (CUDA; off by itself where liger-kernel is missing)",
 }
 
 
@@ -347,6 +354,17 @@ def _set_patch(src: ConfigSource, value: bool) -> None:
         src.remove_line(CPU_BF16_PATCH)
 
 
+def _get_kernels(src: ConfigSource) -> bool:
+    return FUSED_KERNELS_PATCH in src.text
+
+
+def _set_kernels(src: ConfigSource, value: bool) -> None:
+    if value:
+        src.insert_after_imports(FUSED_KERNELS_PATCH)
+    else:
+        src.remove_line(FUSED_KERNELS_PATCH)
+
+
 def _make_wizard_keys() -> dict[str, WizardKey]:
     keys: dict[str, WizardKey] = {}
     for name, path, key, default, kind, drop in (
@@ -366,6 +384,7 @@ def _make_wizard_keys() -> dict[str, WizardKey]:
     keys["amp"] = WizardKey(_get_amp, _set_amp, str)
     keys["max_iters"] = WizardKey(_get_max_iters, _set_max_iters, int)
     keys["cpu_bf16_patch"] = WizardKey(_get_patch, _set_patch, bool)
+    keys["fused_kernels"] = WizardKey(_get_kernels, _set_kernels, bool)
     return keys
 
 
