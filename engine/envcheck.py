@@ -515,7 +515,7 @@ def _weights(model_dir: Path) -> tuple[list[Path], list[str]]:
     for index in model_dir.glob("*.index.json"):
         try:
             shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             missing.append(f"{index.name} (unreadable)")
             continue
         missing += sorted(s for s in shards if not (model_dir / s).is_file())
@@ -586,7 +586,18 @@ def check_model(model_dir: Path, *, is_demo: bool = False) -> tuple[list[Check],
                 "download the whole model folder (config.json, tokenizer files, weights)",
             )
         )
+    except RecursionError:
+        cfg = {}
+        checks.append(
+            Check(
+                "model config",
+                "fail",
+                f"{cfg_path} is not valid JSON: nested too deeply",
+                "re-download config.json",
+            )
+        )
     except (OSError, ValueError) as exc:
+        cfg = {}
         checks.append(
             Check(
                 "model config",
@@ -598,11 +609,27 @@ def check_model(model_dir: Path, *, is_demo: bool = False) -> tuple[list[Check],
 
     tok_files = [f for f in TOKENIZER_FILES if (model_dir / f).is_file()]
     tok_cfg: dict[str, Any] = {}
+    tok_cfg_path = model_dir / "tokenizer_config.json"
+    tok_cfg_error = None
     try:
-        tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        loaded = json.loads(tok_cfg_path.read_text(encoding="utf-8"))
+        tok_cfg = loaded if isinstance(loaded, dict) else {}
+    except FileNotFoundError:
         pass
-    if tok_files:
+    except RecursionError:
+        tok_cfg_error = "nested too deeply"
+    except (OSError, ValueError) as exc:
+        tok_cfg_error = str(exc)
+    if tok_cfg_error is not None:
+        checks.append(
+            Check(
+                "tokenizer",
+                "fail",
+                f"{tok_cfg_path} is not valid JSON: {tok_cfg_error}",
+                "re-download tokenizer_config.json",
+            )
+        )
+    elif tok_files:
         extra = f", template: {'yes' if tok_cfg.get('chat_template') else 'no'}"
         checks.append(Check("tokenizer", "ok", ", ".join(tok_files) + (extra if tok_cfg else "")))
     else:

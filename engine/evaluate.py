@@ -155,10 +155,18 @@ def token_similarity(tokenizer: Any, a: str, b: str) -> float:
 
 def load_questions(ws: Workspace, path: str | Path | None = None) -> dict[str, Any]:
     """{"keywords", "questions": [str], "general": [str], "source"} from heldout.json or fallback."""
-    p = ws.path(path) if path else ws.heldout_path
+    from engine.selection import absolute
+
+    p = absolute(path) if path else ws.heldout_path  # typed: from the current folder
     if p.is_file():
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
+        except RecursionError as exc:
+            raise WizardError(
+                "unreadable held-out set: JSON nested too deeply",
+                where=str(p),
+                fix="regenerate it with `xtuner-wizard data generate`",
+            ) from exc
         except (OSError, ValueError) as exc:
             raise WizardError(
                 f"unreadable held-out set: {exc}",
@@ -219,6 +227,13 @@ def default_models(ws: Workspace) -> tuple[Path | None, Path | None]:
     return base, tuned
 
 
+def _typed_model(ws: Workspace, value: str | Path, where: str) -> Path:
+    """A model typed on the command line: checked on entry, before anything loads."""
+    from engine.selection import model_choice
+
+    return model_choice(ws, value, where=where).path
+
+
 def evaluate(
     ws: Workspace,
     *,
@@ -237,12 +252,15 @@ def evaluate(
     """Ask base and tuned the held-out and general questions; write the report."""
     from engine.chat.base import load_engine
     from engine.chat.templates import resolve_template
+    from engine.selection import absolute
 
     started = time.monotonic()
     qs = load_questions(ws, heldout)
     d_base, d_tuned = default_models(ws)
-    base_path = ws.path(base) if base else d_base
-    tuned_path = ws.path(tuned) if tuned else (None if adapter else d_tuned)
+    # typed paths: from the current folder, the demo names too (engine.selection)
+    base_path = _typed_model(ws, base, "--base") if base else d_base
+    tuned_path = _typed_model(ws, tuned, "--tuned") if tuned else (None if adapter else d_tuned)
+    adapter_path = absolute(adapter) if adapter else None
     if adapter and tuned_path is None:
         tuned_path = base_path
     if base_path is None or tuned_path is None:
@@ -268,12 +286,10 @@ def evaluate(
     total = 2 * len(answers)
     done = 0
     tokenizer = None
-    for which, path, adp in (("base", base_path, None), ("tuned", tuned_path, adapter)):
+    for which, path, adp in (("base", base_path, None), ("tuned", tuned_path, adapter_path)):
         if progress:
             progress(f"loading the {which} model", done, total)
-        eng = load_engine(
-            engine, path, adapter=ws.path(adp) if adp else None, template=tmpl, device=device
-        )
+        eng = load_engine(engine, path, adapter=adp, template=tmpl, device=device)
         tokenizer = eng.tokenizer
         try:
             for a in answers:

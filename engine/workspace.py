@@ -196,8 +196,9 @@ class Workspace:
             data = json.loads(self.state_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return WizardState()
-        except (OSError, ValueError):
-            # A broken state file must not lock the user out: keep it aside and start clean.
+        except (OSError, ValueError, RecursionError):
+            # A broken state file (nested too deeply for the parser, too) must not lock the
+            # user out: keep it aside and start clean.
             self.backup(self.state_path)
             return WizardState()
         return WizardState.from_json(data if isinstance(data, dict) else {})

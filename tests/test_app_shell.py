@@ -82,7 +82,7 @@ async def test_a_hand_broken_dataset_and_the_config_step_do_not_quit_the_wizard(
     monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")
     ws = _config_workspace(workspace, '[{"conversation": [{"input": "hi", "output": ')  # cut
 
-    def estimate_fails(self, rendered, data):  # what a dataset read used to raise here
+    def estimate_fails(self, rendered, data, gpus=1):  # what a dataset read used to raise here
         json.loads(data.read_text(encoding="utf-8"))
 
     monkeypatch.setattr(ConfigPane, "_estimate", estimate_fails)

@@ -40,6 +40,57 @@ async def test_chat_pane_without_a_merged_model(workspace):
         assert "No evaluation yet" in _text(app, "#eval-summary")
 
 
+async def test_no_model_stays_one_line_in_the_pane(workspace):
+    """A WizardError (no tuned model yet) is the user's to fix: its line, no traceback."""
+    import waits
+
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_step("chat")
+        await waits.settle(pilot)
+        await _ask(pilot, app, "你是谁")
+        await waits.settle(pilot)
+        assert "no tuned model (fix: merge a run first" in _text(app, "#chat-status")
+        assert not [n for n in app._notifications if n.severity == "error"]
+    assert not (workspace.wizard_dir / "wizard.log").exists()
+
+
+async def test_unexpected_chat_and_eval_errors_go_to_the_one_handler(workspace, monkeypatch):
+    """Shown in the pane and on the screen in one line, the traceback in .wizard/wizard.log;
+    the wizard goes on."""
+    import waits
+
+    from engine import evaluate
+    from tui.screens.chat import ChatPane
+
+    def engine_breaks(self, role, name, target):
+        raise RuntimeError("the engine broke")
+
+    def eval_breaks(ws, **kw):
+        raise KeyError("the evaluation broke")
+
+    monkeypatch.setattr(ChatPane, "_get_engine", engine_breaks)
+    monkeypatch.setattr(evaluate, "evaluate", eval_breaks)
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_step("chat")
+        await waits.settle(pilot)
+        pane = app.query_one(ChatPane)
+        await _ask(pilot, app, "你是谁")
+        await waits.settle(pilot)
+        assert app.is_running and not pane._busy
+        assert "RuntimeError: the engine broke" in _text(app, "#chat-status")
+        pane._eval_pressed()
+        await waits.settle(pilot)
+        assert app.is_running and not pane._busy
+        assert "KeyError: 'the evaluation broke'" in _text(app, "#eval-status")
+        errors = [n.message for n in app._notifications if n.severity == "error"]
+        assert len(errors) == 2 and all("traceback in .wizard/wizard.log" in e for e in errors)
+    log = (workspace.wizard_dir / "wizard.log").read_text(encoding="utf-8")
+    assert log.count("Traceback (most recent call last)") == 2
+    assert "the engine broke" in log and "the evaluation broke" in log
+
+
 @pytest.fixture(scope="module")
 def merged(tmp_path_factory):
     from merge_chat_support import merged_workspace

@@ -100,6 +100,32 @@ async def test_config_pane_renders_diff_and_writes(tmp_path):
         assert pane.overrides.get("lr") == "5e-4"
 
 
+def _iterations(pane) -> int:
+    import re
+
+    (line,) = [ln for ln in pane.last_result.estimate if "iter/epoch" in ln]
+    return int(re.search(r"(\d+) in all", line).group(1))
+
+
+async def test_the_estimate_counts_the_iterations_of_the_launch_choice(tmp_path, monkeypatch):
+    """Two GPUs here: the GPUs field says 2 and the estimate is per 2 processes; 1 typed in
+    it (what Train then launches) doubles the iterations."""
+    monkeypatch.setenv("XTUNER_WIZARD_GPUS", "NVIDIA H200:141,NVIDIA H200:141")
+    ws = make_workspace(tmp_path / "ws")
+    ws.set_choice("profile", "lora")
+    rec = {"conversation": [{"input": "你好" * 20, "output": "我是小助手" * 20}]}
+    ws.dataset_path.write_text(json.dumps([rec] * 400, ensure_ascii=False), encoding="utf-8")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        pane = app.query_one("#config")
+        assert app.query_one("#launch-gpus").value == "2"
+        two = _iterations(pane)
+        app.query_one("#launch-gpus").value = "1"
+        await settle(pilot)
+        assert _iterations(pane) == 2 * two
+
+
 async def test_unknown_setting_typed_in_the_form_is_reported(tmp_path):
     ws = make_workspace(tmp_path / "ws")
     app = WizardApp(ws.root)

@@ -240,7 +240,7 @@ def test_write_refuses_a_hand_edited_file_and_backs_it_up_with_force(workspace):
     assert "Other" in workspace.dataset_path.read_text(encoding="utf-8")
 
 
-def test_cli_generate_varied_records_the_choice_and_marks_the_step(workspace, capsys):
+def test_cli_generate_varied_records_the_choice_and_marks_the_step(workspace, capsys, monkeypatch):
     root = str(workspace.root)
     code = main(
         ["-w", root, "data", "generate", "--name", NAME, "--n", "400", "--assistant-name", "小鲜"]
@@ -257,7 +257,8 @@ def test_cli_generate_varied_records_the_choice_and_marks_the_step(workspace, ca
     assert len(train) == 400 and any(
         "小鲜" in t["output"] for r in train for t in r["conversation"]
     )
-    # the name is remembered: a second run needs no --name
+    # the name is remembered: a second run needs no --name (--out: typed in the workspace)
+    monkeypatch.chdir(root)
     assert main(["-w", root, "data", "generate", "--n", "10", "--out", "datas/small.json"]) == 0
     assert Workspace(root).load_state().choices["data"] == "datas/small.json"
 

@@ -115,7 +115,8 @@ def test_every_profile_renders_the_qwen_config_for_it(qwen_dir: Path, tmp_path: 
 def test_config_and_data_commands_take_demo_qwen2(qwen_ws: Workspace, capsys):
     ws = ["--workspace", str(qwen_ws.root)]
     assert cli_main([*ws, "data", "generate", "--name", "伍鲜同志", "--n", "4", "--force"]) == 0
-    assert cli_main([*ws, "data", "validate", "datas/assistant.json", "--model", "demo-qwen2"]) == 0
+    data = str(qwen_ws.dataset_path)
+    assert cli_main([*ws, "data", "validate", data, "--model", "demo-qwen2"]) == 0
     assert cli_main([*ws, "config", "--model", "demo-qwen2", "--profile", "cpu", "--force"]) == 0
     out = capsys.readouterr().out
     assert "wrote qwen1_5_0_5b_chat_qlora_alpaca_e3_copy.py" in out

@@ -42,11 +42,13 @@ PY = "/venv/bin/python"
 
 
 @pytest.fixture
-def spaced(tmp_path: Path) -> Path:
-    """A workspace whose path has spaces, with a config in it."""
+def spaced(tmp_path: Path, monkeypatch) -> Path:
+    """A workspace whose path has spaces, with a config in it; the current folder (paths
+    typed on the command line are relative to it)."""
     root = tmp_path / "my ws"
     root.mkdir()
     (root / "assistant cfg.py").write_text("x = 1\n", encoding="utf-8")
+    monkeypatch.chdir(root)
     return root
 
 

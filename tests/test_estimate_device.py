@@ -4,6 +4,7 @@ tokenizer files when they are there."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -72,3 +73,42 @@ def test_tokens_are_counted_with_the_models_tokenizer(tmp_path, monkeypatch):
     (model / "tokenizer.json").unlink()
     without = estimate_for(rendered, data).total_iters
     assert with_tok > 2 * without
+
+
+def _iterations(out: str) -> int:
+    (line,) = [ln for ln in out.splitlines() if "estimate:" in ln]
+    return int(re.search(r"(\d+) iterations", line).group(1))
+
+
+def test_config_counts_the_iterations_of_the_launch_not_of_the_gpus_found(
+    workspace, tmp_path, monkeypatch, capsys
+):
+    """Two GPUs here, but `train` starts one process unless the Config step chose more: the
+    estimate's iterations are the ones `train` runs."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_selection import fake_model
+
+    from engine.cli import main
+
+    monkeypatch.setenv("XTUNER_WIZARD_GPUS", "NVIDIA H200:141,NVIDIA H200:141")
+    model = fake_model(tmp_path / "m")
+    records = [{"conversation": [{"input": "你好" * 20, "output": "我是小助手" * 20}]}] * 400
+    workspace.data_dir.mkdir()
+    workspace.dataset_path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    args = ["-w", str(workspace.root), "config", "--model", str(model), "--profile", "lora"]
+    assert main([*args, "--force"]) == 0
+    one = _iterations(capsys.readouterr().out)
+    from engine.runs.launch import plan_from_choices
+
+    assert plan_from_choices(workspace) is None  # what train launches: one process
+    workspace.set_choice("gpus", 2)  # the Config step's launch choice
+    assert main([*args, "--force"]) == 0
+    two = _iterations(capsys.readouterr().out)
+    assert one == 2 * two, (one, two)
+    rendered = render_config(
+        model_path=str(model), data_path=str(workspace.dataset_path), profile="lora"
+    )
+    assert estimate_for(rendered, workspace.dataset_path).total_iters == one
+    assert estimate_for(rendered, workspace.dataset_path, gpus=2).total_iters == two

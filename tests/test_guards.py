@@ -17,7 +17,8 @@ def _tree(root: Path) -> dict[str, str]:
     }
 
 
-def test_distributed_out_never_clobbers_a_users_file(workspace: Workspace, capsys):
+def test_distributed_out_never_clobbers_a_users_file(workspace: Workspace, capsys, monkeypatch):
+    monkeypatch.chdir(workspace.root)  # cfg.py and job.sh: typed in the workspace
     (workspace.root / "cfg.py").write_text("x = 1\n")
     mine = workspace.root / "job.sh"
     mine.write_text("#!/bin/bash\n# my own job script\n")

@@ -45,6 +45,97 @@ async def test_a_run_without_a_whole_checkpoint_is_named_not_select_null(tmp_pat
         assert "Select.NULL" not in text and "Cannot merge" in text, text
 
 
+def _recorded_run_at_merge(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_screen import install_recorded_run
+
+    ws = install_recorded_run(tmp_path / "ws")
+    ws.update_state(current_step="merge")
+    return ws
+
+
+async def test_an_unexpected_merge_error_goes_to_the_one_handler(tmp_path, monkeypatch):
+    """Shown on the pane and on the screen in one line, its traceback in .wizard/wizard.log;
+    the wizard goes on."""
+    import waits
+
+    from engine import export
+
+    def boom(ws, **kw):
+        raise RuntimeError("the merge broke unexpectedly")
+
+    monkeypatch.setattr(export, "convert_and_merge", boom)
+    ws = _recorded_run_at_merge(tmp_path)
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await waits.settle(pilot)
+        pane = app.query_one("MergePane")
+        run_id = str(app.query_one("#merge-run").value)
+        pane._merging = True
+        pane._merge_worker(run_id, None)
+        await waits.settle(pilot)
+        assert app.is_running and not pane._merging
+        assert "RuntimeError: the merge broke unexpectedly" in _text(app, "#merge-detail")
+        errors = [n.message for n in app._notifications if n.severity == "error"]
+        assert len(errors) == 1 and "traceback in .wizard/wizard.log" in errors[0], errors
+    log = (ws.wizard_dir / "wizard.log").read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in log and "the merge broke unexpectedly" in log
+
+
+async def test_a_wizard_error_of_the_merge_stays_one_line_on_the_pane(tmp_path, monkeypatch):
+    import waits
+
+    from engine import export
+    from engine.errors import WizardError
+
+    def refused(ws, **kw):
+        raise WizardError("no base model", where="--base", fix="pass --base DIR")
+
+    monkeypatch.setattr(export, "convert_and_merge", refused)
+    ws = _recorded_run_at_merge(tmp_path)
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await waits.settle(pilot)
+        pane = app.query_one("MergePane")
+        pane._merging = True
+        pane._merge_worker(str(app.query_one("#merge-run").value), None)
+        await waits.settle(pilot)
+        assert "--base: no base model (fix: pass --base DIR)" in _text(app, "#merge-detail")
+        assert not [n for n in app._notifications if n.severity == "error"]
+    assert not (ws.wizard_dir / "wizard.log").exists()
+
+
+async def test_the_check_says_the_replaced_model_is_kept_as_merged_previous(tmp_path, monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import waits
+
+    from engine import export
+
+    base = Path(tmp_path / "base")
+    monkeypatch.setattr(
+        export,
+        "resolve_source",
+        lambda ws, **kw: SimpleNamespace(base_model=base, prompt_template="internlm2_chat"),
+    )
+    monkeypatch.setattr(export, "check_full_precision", lambda path: None)
+    monkeypatch.setattr(export, "estimate_merged_bytes", lambda path: 1)
+    monkeypatch.setattr(export, "free_bytes", lambda path: 2)
+    ws = _recorded_run_at_merge(tmp_path)
+    ws.merged_dir.mkdir()
+    app = WizardApp(ws.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await waits.settle(pilot)
+        check = _text(app, "#merge-check")
+        assert "the old one is kept as merged.previous/" in check, check
+        assert "moved aside" not in check and "<time>" not in check
+        assert "moved aside" not in app.query_one("MergePane").WHAT
+
+
 @pytest.mark.slow
 @GOLDEN
 async def test_merge_from_the_pane(tmp_path_factory):

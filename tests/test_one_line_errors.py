@@ -54,6 +54,52 @@ def test_deeply_nested_json_in_validate_config_and_doctor(workspace, tmp_path, d
     assert rc == 1 and row[0]["status"] == "fail" and "nested too deeply" in row[0]["detail"]
 
 
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    "name, check", [("config.json", "model config"), ("tokenizer_config.json", "tokenizer")]
+)
+def test_a_model_folders_deeply_nested_json_is_a_failed_check(
+    workspace, tmp_path, capsys, name, check
+):
+    model = fake_model(tmp_path / "m")
+    (model / name).write_text(NESTED)
+    rc = main(["-w", str(workspace.root), "doctor", "--no-probe", "--json", "--model", str(model)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    row = [c for c in json.loads(out)["checks"] if c["name"] == check]
+    assert rc == 1 and row[0]["status"] == "fail" and "nested too deeply" in row[0]["detail"]
+    assert row[0]["fix"]
+
+
+def test_a_deeply_nested_state_file_is_kept_aside_like_any_broken_one(workspace, capsys):
+    workspace.state_path.write_text('{"choices": ' + NESTED + "}")
+    assert workspace.load_state().choices == {}
+    kept = list(workspace.backups_dir.glob("*state.json*"))
+    assert kept and NESTED in kept[0].read_text()
+    workspace.state_path.write_text('{"choices": ' + NESTED + "}")
+    rc = main(["-w", str(workspace.root), "doctor", "--no-probe", "--json"])
+    out, err = capsys.readouterr()
+    assert rc in (0, 1) and "Traceback" not in err and json.loads(out)["checks"]
+
+
+def test_a_deeply_nested_heldout_set(workspace, tmp_path, capsys):
+    (tmp_path / "h.json").write_text(NESTED)
+    rc = main(["-w", str(workspace.root), "eval", "--heldout", str(tmp_path / "h.json")])
+    assert rc == 2 and "nested too deeply" in _one_line(capsys.readouterr().err)
+
+
+def test_validate_checks_the_model_before_saying_ok(workspace, tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(RECORDS, ensure_ascii=False), encoding="utf-8")
+    rc = main(["-w", str(workspace.root), "data", "validate", str(good), "--model",
+               str(tmp_path / "missing")])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert rc == 2 and "no such model folder" in _one_line(err)
+    assert "OK" not in out, out
+
+
 def test_config_takes_the_bom_file_validate_accepts(workspace, tmp_path, capsys):
     bom = tmp_path / "bom.json"
     bom.write_bytes(b"\xef\xbb\xbf" + json.dumps(RECORDS, ensure_ascii=False).encode())
@@ -78,7 +124,8 @@ def test_a_truncated_file_is_called_truncated(workspace, tmp_path, capsys):
 @pytest.mark.parametrize(
     "setting",
     ["max_length=-5", "batch_size=0", "lr=-1", "warmup_ratio=2", "max_epochs=-1",
-     "torch_dtype='float8'", "betas=(0.9, 2)", "lora_dropout=1.5"],
+     "torch_dtype='float8'", "betas=(0.9, 2)", "lora_dropout=1.5", "lora_alpha=0",
+     "attn_implementation='flash'", "pretrained_model_name_or_path='/nonexistent'"],
 )  # fmt: skip
 def test_set_values_are_checked_against_their_meaning(workspace, tmp_path, setting, capsys):
     model = fake_model(tmp_path / "m")
@@ -92,9 +139,10 @@ def test_set_values_are_checked_against_their_meaning(workspace, tmp_path, setti
     assert _tree(workspace.root) == before
 
 
-def test_chat_generation_settings_and_device(workspace, tmp_path, capsys):
+@pytest.mark.parametrize("tokens", ["0", "-1"])
+def test_chat_generation_settings_and_device(workspace, tmp_path, capsys, tokens):
     model = fake_model(tmp_path / "m")
-    rc = main(["-w", str(workspace.root), "chat", str(model), "--max-new-tokens", "-1",
+    rc = main(["-w", str(workspace.root), "chat", str(model), "--max-new-tokens", tokens,
                "--prompt", "hi"])  # fmt: skip
     assert rc == 2 and "--max-new-tokens" in _one_line(capsys.readouterr().err)
 
@@ -165,6 +213,23 @@ def test_full_disk_in_data_generate_and_demo_model(tmp_path, capsys):
         assert not ws.demo_model_dir.exists()
 
 
+def test_full_disk_in_config(tmp_path, capsys):
+    model = fake_model(tmp_path / "m")
+    with _tmpfs(tmp_path / "small", "64k") as root:
+        ws = Workspace(root / "ws").ensure()
+        ws.data_dir.mkdir()
+        ws.dataset_path.write_text(json.dumps(RECORDS, ensure_ascii=False), encoding="utf-8")
+        with contextlib.suppress(OSError), (root / "filler").open("wb") as out:
+            while True:  # the disk full to the last block
+                out.write(b"\0" * 1024)
+                out.flush()
+        before = _tree(ws.root)
+        rc = main(["-w", str(ws.root), "config", "--model", str(model), "--profile", "cpu"])
+        line = _one_line(capsys.readouterr().err)
+        assert rc == 2 and "disk is full" in line, line
+        assert _tree(ws.root) == before
+
+
 def test_read_only_workspace(tmp_path, capsys):
     with _tmpfs(tmp_path / "ro", "4m") as root:
         ws = Workspace(root / "ws").ensure()
@@ -176,7 +241,7 @@ def test_read_only_workspace(tmp_path, capsys):
             ["data", "generate", "--name", "Ada"],
             ["demo-model"],
             ["config", "--model", "demo", "--profile", "cpu"],
-            ["train", "cfg.py"],
+            ["train", str(ws.root / "cfg.py")],
         ):
             rc = main(["-w", str(ws.root), *args])
             line = _one_line(capsys.readouterr().err)

@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         dest="global_model",
         metavar="PATH|demo",
-        help="the model folder to fine-tune: the wizard's, and the --model of doctor, config, "
-        "data validate and run-all",
+        help="the model folder to fine-tune: the wizard's, the --model of doctor, config, "
+        "data validate and run-all, and chat's MODEL",
     )
     parser.add_argument(
         "--low-bandwidth",
@@ -95,13 +95,28 @@ def _merge_model(args: argparse.Namespace) -> argparse.Namespace:
         return args
     if getattr(args, "takes_model", False):
         own = getattr(args, "model", None)
-        if own is not None and own != given:
-            args.model_conflict = (given, own)
-        else:
+        if own is None:
             args.model = given
+        elif not _same_model(args, given, own):
+            args.model_conflict = (given, own)
     else:
         args.model_ignored = given
     return args
+
+
+def _same_model(args: argparse.Namespace, one: str, other: str) -> bool:
+    """Whether two typed models are one selection (``demo`` and ``./demo-model`` typed in
+    the workspace, ``m`` and ``./m``): resolved as :mod:`engine.selection` does, not as text."""
+    if one == other:
+        return True
+    from engine.selection import model_choice
+
+    ws = workspace_of(args)
+    try:
+        a, b = (model_choice(ws, v, check=False) for v in (one, other))
+    except (WizardError, OSError):
+        return False
+    return a is not None and b is not None and a.path.resolve() == b.path.resolve()
 
 
 def workspace_of(args: argparse.Namespace) -> Workspace:

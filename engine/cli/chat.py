@@ -21,7 +21,8 @@ def register(sub, parent) -> None:
         nargs="?",
         default=None,
         metavar="MODEL",
-        help="model folder (default: the workspace's latest merged model)",
+        help="model folder, relative to the current folder, or demo (default: the workspace's "
+        "latest merged model); the same as --model before the command",
     )
     p.add_argument("--adapter", metavar="DIR", help="a LoRA adapter (hf/) to apply to MODEL")
     p.add_argument("--prompt", metavar="TEXT", help="ask once, print the answer, exit")
@@ -50,7 +51,7 @@ def register(sub, parent) -> None:
         help="allow the Python code the model folder brings (auto_map, *.py); asked once per "
         "version of that code",
     )
-    p.set_defaults(func=handle)
+    p.set_defaults(func=handle, takes_model=True)
 
 
 def check_generation(args: argparse.Namespace) -> None:
@@ -112,14 +113,19 @@ def handle(args: argparse.Namespace) -> int:
         engine = load_run_engine(ws, args.run, engine=args.engine, device=args.device)
         print(f"(answering from {ws.rel(engine.model_path)} on its base model, not merged)")
     else:
-        model = ws.path(args.model) if args.model else default_model(ws)
+        from engine.selection import absolute, model_choice
         from engine.trust import require_trusted
 
+        # typed paths: relative to the folder the command was typed in (engine.selection)
+        if args.model:
+            model = model_choice(ws, args.model, where="MODEL").path
+        else:
+            model = default_model(ws)
         require_trusted(ws, model, consent=args.trust_remote_code)
-        adapter = ws.path(args.adapter) if args.adapter else None
+        adapter = absolute(args.adapter) if args.adapter else None
         template = args.template
         if template and template.endswith(".py"):
-            template = str(ws.path(template))
+            template = str(absolute(template))
         engine = load_engine(
             args.engine, model, adapter=adapter, template=template, device=args.device
         )

@@ -67,7 +67,11 @@ def register(sub, parent) -> None:
         help="change a setting (Python value: --set lr=1e-4 --set SYSTEM='...'); repeatable",
     )
     p.add_argument(
-        "--out", default=None, metavar="PATH", help="where to write (default <base>_copy.py)"
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="where to write, relative to the current folder (default: <base>_copy.py in the "
+        "workspace)",
     )
     p.add_argument(
         "--trust-remote-code",
@@ -171,14 +175,20 @@ def render(args: argparse.Namespace) -> int:
         return 0
     if args.trust_remote_code:
         require_trusted(ws, model, consent=True)
-    path = write_config(ws, rendered, args.out, force=args.force)
+    from engine.selection import absolute
+
+    out = absolute(args.out) if args.out else None  # typed: from the current folder
+    path = write_config(ws, rendered, out, force=args.force)
     ws.set_choice("profile", rendered.profile)
     if args.model:
         record_model(ws, choice)
     ws.mark_done("config")
     for note in rendered.notes:
         print(f"  {note}")
-    run = estimate_for(rendered, data)
+    from engine.runs.launch import plan_from_choices
+
+    plan = plan_from_choices(ws)  # what `train` launches: the `gpus` choice, else 1
+    run = estimate_for(rendered, data, gpus=plan.gpus_per_node if plan else 1)
     if run is not None:
         print(f"  estimate: {run.summary()}")
         for warning in run.warnings:

@@ -42,7 +42,8 @@ def register(sub, parent) -> None:
         "--out",
         default=None,
         metavar="PATH",
-        help="the dataset file, relative to the workspace (default datas/assistant.json)",
+        help="the dataset file, relative to the current folder (default: the workspace's "
+        "datas/assistant.json)",
     )
     gen.add_argument("--seed", type=int, default=0, help="varied: random seed (default 0)")
     gen.add_argument(
@@ -81,7 +82,9 @@ def register(sub, parent) -> None:
         description="Check a dataset (JSON array or JSON lines, conversation format) without "
         "changing it; list every problem with its line or record; show statistics.",
     )
-    val.add_argument("path", metavar="PATH", help="the dataset file")
+    val.add_argument(
+        "path", metavar="PATH", help="the dataset file, relative to the current folder"
+    )
     val.add_argument(
         "--model",
         default=None,
@@ -133,7 +136,10 @@ def generate(args: argparse.Namespace) -> int:
     bundle = build_dataset(
         args.style, facts, n=args.n, seed=args.seed, general_share=args.general_share
     )
-    result = write_dataset(ws, bundle, args.out, force=args.force)
+    from engine.selection import absolute
+
+    out = absolute(args.out) if args.out is not None else None  # from the current folder
+    result = write_dataset(ws, bundle, out, force=args.force)
     record_choice(ws, result, facts.check())
     print(f"wrote {ws.rel(result.path)}: {summary(bundle)}")
     if result.heldout_path is not None and bundle.heldout is not None:
@@ -145,14 +151,6 @@ def generate(args: argparse.Namespace) -> int:
     for backup in result.backups:
         print(f"your edited file was kept as {ws.rel(backup)}")
     return 0
-
-
-def _resolve(ws, path: str) -> Path:
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    inside = ws.path(p)
-    return inside if inside.exists() else p
 
 
 def _model_dir(ws, model: str | None) -> Path | None:
@@ -184,12 +182,17 @@ def validate(args: argparse.Namespace) -> int:
         raise WizardError(
             f"{args.max_length} is not a length", where="--max-length", fix="pass e.g. 2048"
         )
+    from engine.selection import absolute
+
     model = _model_dir(ws, args.model)
+    tokenizer = None
     if model is not None:
+        from engine.data.stats import load_tokenizer
         from engine.trust import require_trusted
 
         require_trusted(ws, model, consent=args.trust_remote_code)
-    path = _resolve(ws, args.path)
+        tokenizer = load_tokenizer(model)  # the model first: no "OK" before its error
+    path = absolute(args.path)  # from the current folder (engine.selection)
     report = validate_file(path)
     if not report.ok:
         for line in report.lines(SHOWN_PROBLEMS):
@@ -208,9 +211,9 @@ def validate(args: argparse.Namespace) -> int:
     if report.count is not None:  # a large file: its records were not kept, read them again
         from engine.data.validate import iter_records
 
-        stats = dataset_stats(iter_records(path), model, args.max_length)
+        stats = dataset_stats(iter_records(path), None, args.max_length, tokenizer=tokenizer)
     else:
-        stats = dataset_stats(report.records, model, args.max_length)
+        stats = dataset_stats(report.records, None, args.max_length, tokenizer=tokenizer)
     for line in stats.lines():
         print(f"  {line}")
     return 0

@@ -33,7 +33,10 @@ def register(sub, parent) -> None:
         "a DeepSpeed .json, or none (plain DDP, the default)",
     )
     p.add_argument(
-        "--config", default=None, metavar="PATH", help="config .py (default: the workspace's)"
+        "--config",
+        default=None,
+        metavar="PATH",
+        help="config .py, relative to the current folder (default: the workspace's)",
     )
     p.add_argument(
         "--master-addr",
@@ -77,16 +80,18 @@ def _plan_from(args: argparse.Namespace):
     from engine.cli import workspace_of
     from engine.distributed import DEFAULT_PORT, LaunchPlan
     from engine.errors import WizardError
+    from engine.selection import absolute, stored
 
     ws = workspace_of(args)
-    config = args.config or ws.load_state().choices.get("config")
-    if not config:
+    recorded = ws.load_state().choices.get("config")
+    if not args.config and not recorded:
         raise WizardError(
             "no config chosen in this workspace",
             where=str(ws.root),
             fix="render one with `xtuner-wizard config`, or pass --config PATH",
         )
-    config_path = ws.path(config)
+    # typed: from the current folder; recorded: inside the workspace (engine.selection)
+    config_path = absolute(args.config) if args.config else stored(ws, recorded)
     plan = LaunchPlan(
         gpus_per_node=args.gpus,
         nodes=args.nodes,
@@ -117,7 +122,9 @@ def handle(args: argparse.Namespace) -> int:
     local = not (args.slurm or args.nodes > 1 or args.no_gpu_check)
     validate(plan, local=local, slurm=args.slurm)
     if args.resume:
-        ckpt = ws.path(args.resume)
+        from engine.selection import absolute
+
+        ckpt = absolute(args.resume)
         if not is_checkpoint(ckpt):
             raise WizardError(
                 "checkpoint not found",
@@ -172,7 +179,9 @@ def handle(args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.out:
-        out = ws.path(args.out)
+        from engine.selection import absolute
+
+        out = absolute(args.out)
         backup = ws.write_user_file(out, text, force=args.force)
         if args.slurm:
             out.chmod(0o755)

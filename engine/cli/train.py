@@ -22,7 +22,13 @@ def register(sub, parent) -> None:
         "closing the terminal or the SSH link does not stop it. Without CONFIG, the workspace's "
         "config (the one `xtuner-wizard config` wrote) is trained.",
     )
-    p.add_argument("config", nargs="?", default=None, metavar="CONFIG", help="config .py to train")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        metavar="CONFIG",
+        help="config .py to train, relative to the current folder (default: the workspace's)",
+    )
     p.add_argument(
         "--gpus",
         type=int,
@@ -88,9 +94,11 @@ def handle_train(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.errors import WizardError
     from engine.runs.launch import launch_command, plan_for, plan_from_choices, start_run
+    from engine.selection import absolute
 
     ws = workspace_of(args)
-    config = args.config or ws.load_state().choices.get("config")
+    # typed: from the current folder (engine.selection); recorded: inside the workspace
+    config = str(absolute(args.config)) if args.config else ws.load_state().choices.get("config")
     if not config:
         raise WizardError(
             "no config to train",

@@ -93,13 +93,19 @@ class RenderedConfig:
         )
 
 
-def estimate_for(rendered: RenderedConfig, data_path: str | Path | None) -> RunEstimate | None:
+def estimate_for(
+    rendered: RenderedConfig, data_path: str | Path | None, *, gpus: int = 1
+) -> RunEstimate | None:
     """Memory per GPU, iterations and time of the rendered config (None: model size unknown).
 
     Every profile but ``cpu`` runs on the GPUs here, so their speed is used (the ``tutorial``
     profile renders without looking at the hardware: it is looked up here). The dataset's
     tokens are counted with the model's tokenizer files when they are there
     (:func:`token_counter`), else approximated from the characters.
+
+    ``gpus``: the processes the run is launched with (the Config step's launch choice, the
+    ``gpus`` choice; 1 by default, as ``train`` starts it), not the GPUs found here: each
+    takes its own share of the dataset, so it divides the iterations.
     """
     if rendered.size is None:
         return None
@@ -118,7 +124,7 @@ def estimate_for(rendered: RenderedConfig, data_path: str | Path | None) -> RunE
         rendered.size,
         rendered.plan(),
         gpu=gpu,
-        gpus=max(1, len(hw.gpus)) if gpu else 1,
+        gpus=max(1, gpus) if gpu else 1,
         dataset=dataset,
         epochs=epochs if isinstance(epochs, (int, float)) else 3,
         pack=bool(s.get("pack_to_max_length", True)),

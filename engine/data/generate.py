@@ -605,7 +605,11 @@ def write_dataset(
     """
     bundle = records if isinstance(records, DatasetBundle) else None
     train = bundle.train if bundle else records
-    target = ws.path(path) if path is not None else ws.dataset_path
+    from engine.selection import stored
+
+    # ``path``: absolute (typed on the command line, resolved by engine.selection.absolute) or
+    # inside the workspace (the Data step's field, the state's choice)
+    target = stored(ws, path) if path is not None else ws.dataset_path
     heldout = bundle.heldout if bundle else None
     held_target = heldout_path_for(target) if heldout is not None else None
     if not force:

@@ -248,7 +248,9 @@ class ChatPane(StepPane):
         base, tuned = self._models()
         path = tuned if role == "tuned" else base
         if path is None:
-            raise RuntimeError(f"no {role} model: merge a run first")
+            from engine.errors import WizardError
+
+            raise WizardError(f"no {role} model", fix="merge a run first (step 5)")
         key = (name, str(path))
         if self._engine_keys.get(role) == key:
             return self._engines[role]
@@ -335,6 +337,9 @@ class ChatPane(StepPane):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-generate")
     def _generate(self, jobs, settings, engine_name: str) -> None:
+        from engine.errors import WizardError
+
+        unexpected: Exception | None = None
         for target, role, messages in jobs:
             pieces: list[str] = []
             try:
@@ -351,13 +356,18 @@ class ChatPane(StepPane):
                     f" · {rate:.1f} tokens/s" if rate else ""
                 )
                 self.post_message(AnswerDone(target, "".join(pieces), info, st.stopped))
-            except Exception as exc:  # shown in the pane; the wizard keeps running
-                self.post_message(
-                    AnswerDone(target, "".join(pieces), "", False, f"{type(exc).__name__}: {exc}")
-                )
+            except WizardError as exc:  # the user's to fix: its one line, in the pane
+                self.post_message(AnswerDone(target, "".join(pieces), "", False, str(exc)))
+            except Exception as exc:  # unexpected: in the pane, then to the app's handler
+                line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self.post_message(AnswerDone(target, "".join(pieces), "", False, line))
+                unexpected = unexpected or exc
             if self._stop_event.is_set():
                 break
         self.post_message(GenerationFinished())
+        if unexpected is not None:
+            # the app's one handler: the line on the screen, the traceback in .wizard/wizard.log
+            raise unexpected
 
     def _flush(self) -> None:
         with self._buf_lock:
@@ -478,10 +488,17 @@ class ChatPane(StepPane):
         def progress(what: str, done: int, total: int) -> None:
             self.post_message(EvalProgress(f"[{done}/{total}] {what}"))
 
+        from engine.errors import WizardError
+
         try:
             report = evaluate(self.workspace, engine=engine_name, progress=progress)
-        except Exception as exc:
+        except WizardError as exc:  # the user's to fix: its one line, in the pane
             self.post_message(EvalFinished(None, str(exc)))
+        except Exception as exc:
+            # unexpected: the pane says it failed, then the app's one handler shows the line
+            # and writes the traceback to .wizard/wizard.log
+            self.post_message(EvalFinished(None, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            raise
         else:
             self.post_message(EvalFinished(report.to_json()))
 

@@ -2,7 +2,9 @@
 
 engine.export does the work (xtuner's pth_to_hf and merge as child processes); a worker thread
 runs it and posts one coalescing progress message per change. Before starting, the pane shows
-the disk check and what happens to an existing merged/ (moved aside, after a confirmation).
+the disk check and what happens to an existing merged/ (kept as merged.previous/, after a
+confirmation; older ones only go with ``merge --keep N``). A worker's unexpected exception goes
+to the app's one handler (tui.app.WizardApp.report_error).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class MergePane(StepPane):
         "Turns a run's checkpoint into a model: the LoRA adapter (hf/, xtuner convert "
         "pth_to_hf), merged into the full-precision base model (merged/, xtuner convert "
         "merge, safetensors), then loaded with transformers as a check. m merges the chosen "
-        "run's checkpoint (twice when merged/ exists: the old one is moved aside)."
+        "run's checkpoint (twice when merged/ exists: the old one is kept as merged.previous/)."
     )
     NEXT = "Once merged: ] opens Chat, where you ask the tuned model who it is."
     MAIN = "#merge-start"
@@ -176,7 +178,10 @@ class MergePane(StepPane):
             f"disk: needs ~{_human(needed)}, {_human(free)} free ({ok})"
         )
         if ws.merged_dir.exists():
-            text += "\nmerged/ exists: it will be moved aside to merged.previous-<time>/ (press Merge twice)."
+            text += (
+                "\nmerged/ exists: the new model replaces it once whole, and the old one is "
+                "kept as merged.previous/ (press Merge twice)."
+            )
             if "merge" in ws.load_state().done and not self._merging:
                 text += "\nNext: ] Chat asks the merged model."
         line.update(Text(text))
@@ -230,10 +235,14 @@ class MergePane(StepPane):
             )
         except MergeFailed as exc:
             self.post_message(MergeFinished(None, str(exc), exc.tail))
-        except WizardError as exc:
+        except WizardError as exc:  # the user's to fix: its one line, here
             self.post_message(MergeFinished(None, str(exc)))
-        except Exception as exc:  # unexpected: still shown, not a crash of the wizard
-            self.post_message(MergeFinished(None, f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:
+            # unexpected: the pane says it failed, then the app's one handler shows the line
+            # and writes the traceback to .wizard/wizard.log; the wizard goes on
+            line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.post_message(MergeFinished(None, f"{line} (traceback in .wizard/wizard.log)"))
+            raise
         else:
             self.post_message(MergeFinished(out))
 
