@@ -187,7 +187,7 @@ class LaunchPlan:
     master_port: int = DEFAULT_PORT
     config: Path | str | None = None
     work_dir: Path | str | None = None
-    extra_args: tuple[str, ...] = ()  # e.g. ("--resume", PATH) or ("--cfg-options", "resume=True")
+    extra_args: tuple[str, ...] = ()  # e.g. ("--resume", PATH)
     notes: list[str] = field(default_factory=list)
 
     @property

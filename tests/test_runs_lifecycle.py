@@ -62,13 +62,17 @@ def test_a_second_run_trains_in_a_folder_of_its_own(tmp_path, demo_model_dir, re
 
     replay.setenv("REPLAY_HOLD_AT", "1")
     second = start_run(ws, config)
-    assert second.work_dir != first.work_dir
-    wait_for(lambda: held(second, 1), "the second run's first iteration")
-    assert main(["runs", "--workspace", str(ws.root)]) == 0
-    listing = capsys.readouterr().out
-    line = next(ln for ln in listing.splitlines() if ln.startswith(second.id))
-    assert "running" in line and "40/40" not in line  # not the first run's progress
-    stopped = stop_run(ws, second.id, timeout=30)
+    try:
+        assert second.work_dir != first.work_dir
+        wait_for(lambda: held(second, 1), "the second run's first iteration")
+        assert main(["runs", "--workspace", str(ws.root)]) == 0
+        listing = capsys.readouterr().out
+        line = next(ln for ln in listing.splitlines() if ln.startswith(second.id))
+        assert "running" in line and "40/40" not in line  # not the first run's progress
+        stopped = stop_run(ws, second.id, timeout=30)
+    finally:  # a failed assertion must not leave the held replay trainer running
+        if refresh(get_run(ws, second.id)).active:
+            stop_run(ws, second.id, timeout=30)
     assert stopped.state == "stopped"
     assert stopped.checkpoint is None and stopped.checkpoints == []  # nothing of the first's
     assert "no checkpoint" in stopped.cause and "iter_40" not in stopped.cause
@@ -206,6 +210,21 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def fill_up(path: Path) -> None:
+    """Write ``path`` until the disk has no byte left."""
+    import errno
+
+    with open(path, "wb", buffering=0) as fh:
+        chunk = b"\0" * (64 << 10)
+        while chunk:
+            try:
+                fh.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                chunk = chunk[: len(chunk) // 2]
+
+
 def test_a_full_disk_during_a_run_is_recorded_and_its_cut_checkpoint_never_used(
     small_disk, demo_model_dir, replay, capsys
 ):
@@ -229,6 +248,24 @@ def test_a_full_disk_during_a_run_is_recorded_and_its_cut_checkpoint_never_used(
     assert "iter_40.pth was cut short" in done.cause
     cut = Path(run.work_dir) / "iter_40.pth"
     assert cut.exists() and not is_whole(cut)
+    # the disk is still full but for the supervisor's reserve, given back once it had written
+    # the outcome there: the FILE says so, not only a reader's judgement from memory
+    from engine.runs.supervise import RESERVE_BYTES
+
+    assert shutil.disk_usage(small_disk).free <= RESERVE_BYTES
+    on_disk = json.loads(run.record_path.read_text(encoding="utf-8"))
+    assert on_disk["state"] == "failed" and on_disk["cause_kind"] == "disk_full"
+    # its checkpoints are exactly the whole ones
+    assert on_disk["checkpoints"] == [str(whole)] and done.checkpoints == [str(whole)]
+    assert on_disk["checkpoint"] == str(whole)
+    # mmengine's last_checkpoint names the cut one (as when the save of the file itself
+    # succeeded): still never offered. Same length, written in place: no block is needed.
+    last = Path(run.work_dir) / "last_checkpoint"
+    assert len(str(cut)) == len(last.read_text(encoding="utf-8"))
+    with open(last, "r+", encoding="utf-8") as fh:
+        fh.write(str(cut))
+    assert last.read_text(encoding="utf-8") == str(cut)
+    fill_up(small_disk / "filler-2")  # the reserve's room too: the readers find no byte free
     # readers on the full disk answer in one line, never a traceback
     ws_args = ["--workspace", str(ws.root)]
     assert main(["runs", *ws_args]) == 0
@@ -240,7 +277,12 @@ def test_a_full_disk_during_a_run_is_recorded_and_its_cut_checkpoint_never_used(
     # the cut checkpoint is never offered: resume takes the older whole one
     assert newest_checkpoint(run.work_dir) == whole
     assert resume_point(get_run(ws, run.id)) == whole
+    from engine.export import resolve_source
+
+    assert Path(resolve_source(ws).checkpoint) == whole  # merge takes the whole one too
+    assert Path(resolve_source(ws, run=run.id).checkpoint) == whole
     filler.unlink()
+    (small_disk / "filler-2").unlink()
     replay.setenv("REPLAY_HOLD_AT", "")
     resumed = resume_run(ws, run.id)
     assert Path(resumed.resumed_from) == whole

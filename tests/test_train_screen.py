@@ -335,30 +335,108 @@ def test_elapsed_moves_with_the_clock_while_the_trainer_loads(monkeypatch):
     assert time_line(snap, finished).startswith("elapsed 0:04:51")
 
 
-def test_the_cpu_line_is_the_runs_own_processes():
-    """A live process tree stands in for a run: its CPU and memory, not the machine's."""
+def test_the_cpu_line_is_the_runs_own_processes(tmp_path):
+    """A live process stands in for a run's trainer: its CPU and memory, not the machine's;
+    a process is the run's only as engine.runs.control proves it (pid, start time, command
+    line), never by the pid alone."""
+    import dataclasses
     import subprocess
-    from types import SimpleNamespace
 
+    from engine.runs.processes import ProcessIdentity
+    from engine.runs.records import RunRecord
     from tui.screens.train import RunPoller, _host_sample
 
+    ws = Workspace(tmp_path / "ws").ensure()
+    work_dir = ws.work_dirs / "r1"
     busy = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
-    proc = subprocess.Popen([sys.executable, "-c", busy])
+    proc = subprocess.Popen([sys.executable, "-c", busy, "--work-dir", str(work_dir)])
     try:
-        poller = RunPoller(Workspace(SNAPSHOT_WS))
-        poller.record = SimpleNamespace(active=True, pid=proc.pid, trainer_pid=None)
-        procs = poller.run_processes()
+        record = RunRecord(
+            id="r1",
+            workspace=str(ws.root),
+            config=str(ws.root / "cfg.py"),
+            work_dir=str(work_dir),
+            command="xtuner train cfg.py",
+            state="running",
+            trainer_pid=proc.pid,
+            trainer_started=ProcessIdentity.of(proc.pid).started,
+        )
+        poller = RunPoller(ws)
+        procs = poller.run_processes(record)
         assert [p.pid for p in procs] == [proc.pid]
         _host_sample(procs)  # psutil measures CPU between two calls
         deadline = time.monotonic() + 20
         cpu = 0.0
         while cpu < 20 and time.monotonic() < deadline:
-            proc_wait = poller.run_processes()
+            proc_wait = poller.run_processes(record)
             time.sleep(0.2)  # the interval psutil measures CPU over (as a poll's interval)
             cpu, rss, total = _host_sample(proc_wait)
         assert cpu >= 20 and rss is not None and 0 <= rss < total
-        poller.record = SimpleNamespace(active=False)
-        assert poller.run_processes() == [] and _host_sample([])[0] is None
+        # the same pid with another start time: another program now, not the run's
+        reused = dataclasses.replace(record, trainer_started=record.trainer_started - 3600)
+        assert poller.run_processes(reused) == []
+        assert poller.run_processes(dataclasses.replace(record, state="succeeded")) == []
+        assert _host_sample([])[0] is None
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- any earlier run: p picks it --------------------------------------------------------------
+async def test_p_picks_an_earlier_run_and_shows_its_curve(steady_host):
+    """The recorded run and a newer one stopped before its first iteration: the pane shows the
+    newer; p lists both (id, state, iterations) and shows the one picked, its whole curve."""
+    import re
+
+    from engine.runs.records import RunRecord, list_runs
+    from engine.workspace import STEPS
+    from tui.screens.train import PickRun
+    from tui.widgets.help import help_text
+
+    ws = install_recorded_run(SNAPSHOT_WS)
+    (recorded,) = list_runs(ws)
+    newer = RunRecord(
+        id="20261130-091500",
+        workspace=str(ws.root),
+        config=recorded.config,
+        work_dir=str(ws.work_dirs / "20261130-091500"),
+        command="xtuner train internlm2_chat_1_8b_qlora_alpaca_e3_copy.py",
+        state="stopped",
+        started=recorded.ended + 3600,
+        ended=recorded.ended + 3660,
+        exit_code=-2,
+        cause_kind="stopped",
+        cause="stopped on request",
+    )
+    newer.run_dir.mkdir(parents=True, exist_ok=True)
+    newer.save()
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await waits.settle(pilot)
+        pane = app.query_one(TrainPane)
+        chart = app.query_one(LossChart)
+        assert pane._record.id == newer.id and chart.point_count == 0
+        text = screen_text(app)
+        footer = text.splitlines()[-1]
+        assert "p Runs" in footer and "[ Prev" in footer  # every key within 80 columns
+        assert re.search(r"^ +p +Runs$", help_text(pane, STEPS).plain, re.MULTILINE)
+
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PickRun), "the list of runs")
+        await waits.settle(pilot)
+        text = screen_text(app)
+        assert "20261130-091500  stopped    0 iterations" in text  # newest first
+        assert "20261129-023742  succeeded  40/40 iterations" in text
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, PickRun), "the list closed")
+        await until(pilot, lambda: pane._record.id == recorded.id, "the picked run shown")
+        await waits.settle(pilot)
+        assert chart.point_count == 40
+        text = screen_text(app)
+        assert f"succeeded · run {recorded.id}" in text and "iter 40/40" in text
+
+        await pilot.press("p")  # esc goes back, and the shown run stays
+        await until(pilot, lambda: isinstance(app.screen, PickRun), "the list of runs")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PickRun), "the list closed")
+        assert pane._record.id == recorded.id

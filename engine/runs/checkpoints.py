@@ -134,19 +134,12 @@ def run_checkpoints(record) -> list[Path]:
 
 
 def run_to_merge(ws, run_id: str | None = None):
-    """The run a merge (or a chat with a run's adapter) uses: ``run_id`` when given, else the
-    newest finished run that left a whole checkpoint (a newer run stopped before its first
-    save is not it), else the newest run (whose refusal then says why)."""
-    from engine.runs.control import refresh
-    from engine.runs.records import get_run, list_runs
+    """:func:`engine.runs.control.run_to_merge`, where it lives now. Kept here only for
+    engine/export.py, which imports it from this module (the one import of control from here;
+    pyproject.toml's layers contract names it): import it from control."""
+    from engine.runs.control import run_to_merge as chosen
 
-    if run_id is not None:
-        return get_run(ws, run_id)
-    runs = [refresh(r) for r in list_runs(ws)]
-    for record in reversed(runs):
-        if not record.active and newest_checkpoint(record.work_dir) is not None:
-            return record
-    return get_run(ws)
+    return chosen(ws, run_id)
 
 
 def resume_point(record) -> Path | None:

@@ -1,4 +1,5 @@
-"""Look after runs: refresh a record against the live processes, stop, wait.
+"""Look after runs: refresh a record against the live processes, stop, wait; the run a merge
+takes.
 
 A record tells the truth after kills, reboots and full disks: a process counts as the run's only
 when its pid, start time and command line match the record (``engine.runs.processes``), and a
@@ -15,11 +16,12 @@ from engine.errors import WizardError
 from engine.runs.processes import (
     SUPERVISOR_MODULE,
     ProcessIdentity,
+    interrupt,
     marked_processes,
     stop_tree,
     training_processes,
 )
-from engine.runs.records import RunRecord, get_run
+from engine.runs.records import RunRecord, get_run, list_runs
 from engine.workspace import Workspace
 
 STARTING_GRACE_S = 60  # a record with no supervisor pid yet: how long it may be starting
@@ -57,12 +59,16 @@ def trainer(record: RunRecord):
     return proc
 
 
-def run_processes(record: RunRecord) -> list:
+def run_processes(record: RunRecord, *, with_supervisor: bool = False) -> list:
     """Every live process that is provably the run's: its trainer and whatever carries the
-    run's mark or trains into its work dir (torchrun workers outlive a SIGKILLed torchrun)."""
+    run's mark or trains into its work dir (torchrun workers outlive a SIGKILLed torchrun);
+    ``with_supervisor``: its supervisor too (what the run costs the machine). A pid the record
+    names that now belongs to another program is never among them."""
     import psutil
 
     found = {}
+    if with_supervisor and (sup := supervisor(record)) is not None:
+        found[sup.pid] = sup
     main = trainer(record)
     if main is not None:
         found[main.pid] = main
@@ -220,9 +226,7 @@ def stop_run(
         if procs:
             stop_tree(main, extra=procs, timeout=timeout, grace=grace)
         elif (sup := supervisor(record)) is not None:
-            import signal
-
-            sup.send_signal(signal.SIGINT)  # it stops its trainer and records the outcome
+            interrupt(sup)  # it stops its trainer and records the outcome
     # the supervisor writes the outcome; if it is gone, write it here
     end = time.time() + 15
     while time.time() < end:
@@ -260,3 +264,18 @@ def wait_run(
         if deadline is not None and time.time() >= deadline:
             return record
         time.sleep(interval)
+
+
+def run_to_merge(ws: Workspace, run_id: str | None = None) -> RunRecord:
+    """The run a merge (or a chat with a run's adapter) uses: ``run_id`` when given, else the
+    newest finished run that left a whole checkpoint (a newer run stopped before its first
+    save is not it), else the newest run (whose refusal then says why)."""
+    from engine.runs.checkpoints import newest_checkpoint
+
+    if run_id is not None:
+        return get_run(ws, run_id)
+    runs = [refresh(r) for r in list_runs(ws)]
+    for record in reversed(runs):
+        if not record.active and newest_checkpoint(record.work_dir) is not None:
+            return record
+    return get_run(ws)

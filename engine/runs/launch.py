@@ -246,7 +246,6 @@ def start_run(
     ws: Workspace,
     config_path: Path | str,
     *,
-    resume: bool = False,
     resume_from: Path | str | None = None,
     previous_run: str | None = None,
     extra_args: Sequence[str] = (),
@@ -255,8 +254,8 @@ def start_run(
 ) -> RunRecord:
     """Start a detached training run of ``config_path``; returns its record (state starting).
 
-    ``resume``: continue from the work dir's ``last_checkpoint`` (``--cfg-options resume=True``);
-    ``resume_from``: continue from that checkpoint (``--resume PATH``, a file or a ZeRO folder).
+    ``resume_from``: continue from that checkpoint (``--resume PATH``, a file or a ZeRO folder;
+    :func:`resume_run` picks it: a run's own folder holds no other run's checkpoint).
     ``plan``: GPUs and DeepSpeed stage on this machine (its config, work dir and extra
     arguments are set here); it is validated against the GPUs here (``gpus_found`` overrides
     what NVML sees) and the installed deepspeed. Several GPUs run as xtuner's entry point runs
@@ -294,8 +293,6 @@ def start_run(
         extra: list[str] = []
         if resume_from is not None:
             extra += ["--resume", str(resume_from)]
-        elif resume:
-            extra += ["--cfg-options", "resume=True"]
         extra += list(extra_args)
         checked = plan is not None
         plan = plan if plan is not None else LaunchPlan(1)
@@ -312,10 +309,10 @@ def start_run(
         work_dir = work_dir_for(ws, run_id)
         plan.work_dir = work_dir
         env, argv = train_env_and_argv(plan)
-        if resume or resume_from is not None:  # full unpickling: the workspace's checkpoints only
+        if resume_from is not None:  # full unpickling: the workspace's checkpoints only
             from engine.trust import unpickle_env
 
-            env = {**env, **unpickle_env(ws, resume_from if resume_from is not None else work_dir)}
+            env = {**env, **unpickle_env(ws, resume_from)}
         record = RunRecord(
             id=run_id,
             workspace=str(ws.root),

@@ -147,8 +147,11 @@ class _Folder:
 class RunMonitor:
     """Incremental reader of a run's files; :meth:`poll` returns a :class:`RunSnapshot`.
 
-    ``work_dir``: ``<workspace>/work_dirs/<config stem>``. ``log_path``: the run's own log (the
-    trainer's stdout/stderr) if there is one. ``record_path``: the run record (``.json``).
+    ``work_dir``: the run's own ``<workspace>/work_dirs/<run id>`` (``earlier_work_dirs``: those
+    of the runs it resumes, oldest first). ``log_path``: the run's own log (the trainer's
+    stdout/stderr) if there is one. ``record_path``: the run record (``.json``). ``since``:
+    timestamp folders from before it are ignored (a work dir of the older layout, shared by
+    several runs).
     Cheap to call at 1-2 Hz: stats a few files, reads only what was appended.
     """
 

@@ -4,7 +4,8 @@ An xtuner run spends a minute or more before ``Iter(train)`` lines appear: impor
 the model, preparing the dataset (``datasets``' progress bars), evaluating before training.
 :func:`startup_phase` names that phase from the log's tail (the newest marker wins), with the
 dataset's progress when a bar is there. Separate from monitor.py on purpose: one small
-function, fed real captured lines in tests/test_phases.py.
+function, fed real captured lines in tests/test_phases.py. mmengine's lines are read by
+``engine.runs.logparse``, the one parser.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# mmengine's console prefix: "11/29 02:38:40 - mmengine - INFO - message"
-_MMENGINE = re.compile(r"^(?:\d{4}/)?\d{2}/\d{2} \d{2}:\d{2}:\d{2} - \S+ - \w+ - (.*)$")
+from engine.runs.logparse import parse_log_line
+
 # a tqdm bar of `datasets`: "Map (num_proc=32):   6%|▌   | 3/50 [00:02<01:06,  1.39s/ examples]"
 _BAR = re.compile(r"([A-Z][\w ]*?(?: \(num_proc=\d+\))?):\s+(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
 
@@ -42,23 +43,23 @@ def _bar(line: str) -> Phase | None:
 def startup_phase(lines: Sequence[str]) -> Phase:
     """The phase the log's tail shows, newest marker first; once an iteration is logged,
     training (later evaluations and checkpoints are the monitor's phases)."""
-    if any("- Iter(train)" in line for line in lines):
+    parsed = [(line, parse_log_line(line)) for line in lines]
+    if any(rec and rec["kind"] == "iter" and rec["mode"] == "train" for _, rec in parsed):
         return Phase("training", "training")
-    for line in reversed(lines):
-        m = _MMENGINE.match(line)
-        message = m.group(1) if m else None
-        if message is not None:
-            if message.startswith("Iter("):
+    for line, rec in reversed(parsed):
+        if rec is not None:
+            kind, message = rec["kind"], rec["message"]
+            if kind == "iter":
                 return Phase("training", "training")
-            if message.startswith(("before_train in EvaluateChatHook", "Sample output:")):
+            if kind == "sample" or (kind == "eval_start" and rec["hook_point"] == "before_train"):
                 return Phase(
                     "evaluating", "evaluating before training (the model answers the questions)"
                 )
-            if message.startswith(("Num train samples", "train example:")):
+            if kind == "num_samples" or message.startswith("train example:"):
                 return Phase("dataset", "preparing the dataset: done")
             if message.startswith(("Hooks will be executed", "Distributed training is not used")):
                 return Phase("dataset", "preparing the dataset")
-            if message.startswith(("Config:", "Failed to search registry")) or message == "":
+            if message.startswith(("Config:", "Failed to search registry")) or not message:
                 return Phase("loading", "loading the model")
             continue
         bar = _bar(line)

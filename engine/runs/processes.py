@@ -1,4 +1,4 @@
-"""Which processes are a run's, and stopping them.
+"""Which processes are a run's, and stopping them: the one place that signals a run's processes.
 
 A pid alone proves nothing: after a reboot or a container restart the pid a record names may
 belong to another program. A process is a run's only when its pid, its start time (as the
@@ -11,12 +11,15 @@ torchrun starts every worker in a session of its own (torch.distributed.elastic'
 SubprocessHandler: ``start_new_session=True``), so a signal to torchrun's process group does not
 reach the workers; whoever stops a run snapshots the tree while torchrun lives, and cleans up
 after (nvitop's ``api/process.py`` identifies processes the same way: pid and create time).
+The supervisor notes its trainer's tree while it runs (:func:`wait_noting_tree`) and, once the
+trainer has exited, kills what is left of it (:func:`reap_tree`).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ RUN_MARK_ENV = "XTUNER_WIZARD_RUN"  # in every process of a run's tree: "<record
 SUPERVISOR_MODULE = "engine.runs.supervise"
 TRAIN_SCRIPT_MARKS = ("xtuner/tools/train.py", "xtuner.tools.train")
 START_TOLERANCE_S = 0.05  # create_time is derived from clock ticks: equal within a tick
+REAP_SETTLE_S = 0.5  # after a trainer exited: a torchrun that ended on its own signals its workers
 
 
 @dataclass(frozen=True)
@@ -143,14 +147,100 @@ def alive(pids: Sequence[int]) -> list[int]:
     return out
 
 
+def note_descendants(tree: dict, pid: int) -> None:
+    """Add ``pid``'s live descendants (all sessions) to ``tree`` (pid -> ``psutil.Process``,
+    which remembers the start time: a pid reused later by another program is never taken for
+    one of them)."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        tree.setdefault(child.pid, child)
+
+
+def wait_noting_tree(child: subprocess.Popen, every: float = 1.0) -> tuple[int, dict]:
+    """Wait for ``child`` (a trainer started in a process group of its own); meanwhile note its
+    descendants every ``every`` s (torchrun's workers live in sessions of their own). Its exit
+    code and the tree noted."""
+    tree: dict = {}
+    while True:
+        note_descendants(tree, child.pid)
+        try:
+            return child.wait(timeout=every), tree
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """``sig`` to the process group ``pgid``, which must be the caller's own child's (a child
+    not yet waited for keeps its pid: never another program's); False when it is gone."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except OSError:
+        return False
+
+
+def interrupt(proc) -> bool:
+    """SIGINT to a verified ``psutil.Process`` (psutil re-checks its start time first)."""
+    import psutil
+
+    try:
+        proc.send_signal(signal.SIGINT)
+        return True
+    except psutil.Error:
+        return False
+
+
+def reap_tree(pgid: int, noted: Iterable = (), mark: str | None = None) -> list[int]:
+    """Once a run's trainer (leader of process group ``pgid``, the caller's child) has exited:
+    SIGKILL what is left of its group, then whatever of its tree is still alive (``noted``
+    while it ran, or found by the run's ``mark`` in their environment: workers orphaned by a
+    torchrun that was killed). Returns the pids still alive at the end."""
+    if signal_group(pgid, 0):  # a stop escalated to the group: make sure nothing is left
+        time.sleep(REAP_SETTLE_S)
+        signal_group(pgid, signal.SIGKILL)
+    left = {p.pid: p for p in noted}
+    if mark is not None:
+        for proc in marked_processes(mark):
+            left.setdefault(proc.pid, proc)
+    if not _living(left.values()):
+        return []
+    time.sleep(REAP_SETTLE_S)  # a torchrun that exited on its own has just signalled them
+    return stop_tree(None, extra=left.values(), steps=((signal.SIGKILL, 10.0),))
+
+
+def _living(procs: Iterable) -> list:
+    import psutil
+
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.Error:
+            continue
+    return out
+
+
 def stop_tree(
-    root, *, extra: Iterable = (), timeout: float = 30.0, grace: float = 10.0, poll: float = 0.1
+    root,
+    *,
+    extra: Iterable = (),
+    timeout: float = 30.0,
+    grace: float = 10.0,
+    poll: float = 0.1,
+    steps: Sequence[tuple[int, float]] | None = None,
 ) -> list[int]:
-    """Stop ``root`` (a verified ``psutil.Process``: torchrun or xtuner.tools.train) and every
-    descendant, in any session, plus ``extra`` verified processes: SIGINT to each, SIGTERM after
-    ``timeout`` s, SIGKILL after ``grace`` s more. Only ``psutil.Process`` objects are signalled,
-    and psutil re-checks their start time before each signal, so a pid that has meanwhile been
-    reused by another program is never hit. Returns the pids still alive at the end."""
+    """Stop ``root`` (a verified ``psutil.Process``: torchrun or xtuner.tools.train, or None)
+    and every descendant, in any session, plus ``extra`` verified processes: SIGINT to each,
+    SIGTERM after ``timeout`` s, SIGKILL after ``grace`` s more (``steps``: other (signal,
+    seconds) pairs). Only ``psutil.Process`` objects are signalled, and psutil re-checks their
+    start time before each signal, so a pid that has meanwhile been reused by another program
+    is never hit. Returns the pids still alive at the end."""
     import psutil
 
     known: dict[int, psutil.Process] = {}
@@ -173,14 +263,7 @@ def stop_tree(
     collect()
 
     def living() -> list:
-        out = []
-        for proc in known.values():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    out.append(proc)
-            except psutil.Error:
-                continue
-        return out
+        return _living(known.values())
 
     def signal_all(sig: int) -> None:
         for proc in living():
@@ -198,11 +281,9 @@ def stop_tree(
             time.sleep(poll)
         return not living()
 
-    for sig, seconds in (
-        (signal.SIGINT, timeout),
-        (signal.SIGTERM, grace),
-        (signal.SIGKILL, grace),
-    ):
+    if steps is None:
+        steps = ((signal.SIGINT, timeout), (signal.SIGTERM, grace), (signal.SIGKILL, grace))
+    for sig, seconds in steps:
         signal_all(sig)
         if wait(seconds):
             break

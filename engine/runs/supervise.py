@@ -7,7 +7,8 @@ code, the end time, the state (succeeded: exit 0 and a checkpoint; stopped: a st
 failed otherwise) and, for failures, the diagnosed cause and fix. It is the only writer of the
 record while the run lives. While the trainer runs it notes the trainer's process tree
 (torchrun's workers live in sessions of their own); once the trainer has exited, whatever of
-that tree is still alive is SIGKILLed, so no orphaned worker outlives a run.
+that tree is still alive is SIGKILLed, so no orphaned worker outlives a run (both in
+``engine.runs.processes``, the one place that signals a run's processes).
 
 ``--detach``: start a new session, fork the supervisor, print its pid and exit at once, so the
 supervisor is reparented away from whoever launched it.
@@ -25,7 +26,13 @@ from pathlib import Path
 from engine.runs.diagnose import Cause, diagnose, disk_full_cause
 from engine.runs.logparse import END_LINE_FORMAT
 from engine.runs.monitor import RunMonitor
-from engine.runs.processes import RUN_MARK_ENV, ProcessIdentity, marked_processes
+from engine.runs.processes import (
+    RUN_MARK_ENV,
+    ProcessIdentity,
+    reap_tree,
+    signal_group,
+    wait_noting_tree,
+)
 from engine.runs.records import RunRecord
 
 LOG_TAIL_BYTES = 256 * 1024
@@ -91,62 +98,6 @@ def _drop_reserve(record: RunRecord) -> None:
         pass
 
 
-def _track(tree: dict, pid: int) -> None:
-    """Add ``pid``'s live descendants to ``tree`` (pid -> psutil.Process, which remembers the
-    start time: a pid reused later by another program is never taken for a worker)."""
-    import psutil
-
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        tree.setdefault(child.pid, child)
-
-
-def _wait_and_reap(trainer: subprocess.Popen, mark: str, every: float = TREE_POLL_S) -> int:
-    """Wait for the trainer; meanwhile note its descendants (torchrun's workers live in
-    sessions of their own). Once it has exited, SIGKILL whatever of its tree is still alive
-    (its own group, and workers orphaned by a torchrun that was killed: noted, or found by the
-    run's mark in their environment), then return its code."""
-    import psutil
-
-    tree: dict[int, psutil.Process] = {}
-    while True:
-        _track(tree, trainer.pid)
-        try:
-            code = trainer.wait(timeout=every)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:
-        os.killpg(trainer.pid, 0)  # a stop escalated to the group: make sure nothing is left
-        time.sleep(0.5)
-        os.killpg(trainer.pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-    def living(proc: psutil.Process) -> bool:
-        try:
-            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
-    for proc in marked_processes(mark):
-        tree.setdefault(proc.pid, proc)
-    left = [p for p in tree.values() if living(p)]
-    if left:
-        time.sleep(0.5)  # a torchrun that exited on its own has just signalled them
-        for proc in left:
-            try:
-                if proc.is_running():
-                    proc.kill()  # is_running compares the start time: never a reused pid
-            except psutil.Error:
-                pass
-        psutil.wait_procs(left, timeout=10)
-    return code
-
-
 def _outcome(record: RunRecord, code: int, log_path: Path) -> Cause | None:
     """State and cause from the trainer's exit, the stop marker, its checkpoints and its log."""
     from engine.runs.checkpoints import checkpoints_in, newest_checkpoint
@@ -201,10 +152,7 @@ def supervise(record_path: Path) -> int:
         except OSError:
             pass
         if trainer is not None:
-            try:
-                os.killpg(trainer.pid, signal.SIGINT)  # its own child: the pid is not reused
-            except OSError:
-                pass
+            signal_group(trainer.pid, signal.SIGINT)  # its own child: the pid is not reused
 
     signal.signal(signal.SIGINT, ask_stop)
     signal.signal(signal.SIGTERM, ask_stop)
@@ -255,7 +203,9 @@ def supervise(record_path: Path) -> int:
         record.trainer_started = started.started if started else None
         record.state = "running"
         _save(record)
-        code = _wait_and_reap(trainer, mark)
+        # meanwhile its tree is noted; once it exited, whatever is left of it is killed
+        code, tree = wait_noting_tree(trainer, TREE_POLL_S)
+        reap_tree(trainer.pid, tree.values(), mark)
         record.ended = time.time()
         record.exit_code = code
         cause = _outcome(record, code, log_path)

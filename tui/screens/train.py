@@ -1,11 +1,12 @@
 """The Train step: start, follow, stop and resume a training run; cheap on a slow SSH link.
 
 The pane never talks to the trainer. The run is a detached process (engine.runs.launch) that
-writes files; a worker thread reads them (engine.runs.monitor.RunMonitor) plus the GPUs (NVML)
-and the host (psutil) about once a second, and posts one coalescing :class:`TrainTick` (a newer
-tick replaces one still queued). The handler updates only what changed; every live value sits in
-a widget that repaints only its changed characters, and the loss chart only appends columns.
-Quitting the wizard leaves the run training; opening the step again re-attaches to it.
+writes files; a worker thread follows it as `attach` and run-all do (engine.runs.follow) and
+reads the GPUs (NVML) and the run's processes (psutil) about once a second, and posts one
+coalescing :class:`TrainTick` (a newer tick replaces one still queued). The handler updates
+only what changed; every live value sits in a widget that repaints only its changed characters,
+and the loss chart only appends columns. Quitting the wizard leaves the run training; opening
+the step again re-attaches to it; p shows any earlier run of the workspace.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static
+from textual.widgets import Button, Label, OptionList, Static
+from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from tui.format import without_tokens
@@ -133,10 +135,9 @@ def metrics_lines(snap: Any) -> list[str]:
     return [first, " · ".join(second)]
 
 
-# mmengine's console line: "11/29 01:50:22 - mmengine - INFO - message" (the year may be there)
-_LOGGED = re.compile(r"^(?:\d{4}/)?\d{2}/\d{2} (\d{2}:\d{2}:\d{2}) - \S+ - (\w+) - (.*)$")
 # iteration lines (the chart and the metrics) and evaluation lines (the answers) are shown above
-_SHOWN_ELSEWHERE = re.compile(r"^(Iter\(|Sample output:|\w+ in EvaluateChatHook)")
+# (the kinds of engine.runs.logparse, the one reader of mmengine's lines)
+_SHOWN_ELSEWHERE = ("iter", "sample", "eval_start")
 _PROBLEM = re.compile(r"(Error|Traceback|Killed|out of memory|No space left)", re.IGNORECASE)
 
 
@@ -144,12 +145,15 @@ def visible_log_lines(tail: list[str], limit: int = LOG_LINES) -> list[str]:
     """The log tail worth a look: mmengine's messages and anything that looks like an error.
     Iteration and evaluation lines (drawn above), config dumps and progress bars are left out:
     each new line scrolls the whole tail, so only news belongs there."""
+    from engine.runs.logparse import parse_log_line
+
     keep = []
     for line in tail:
-        m = _LOGGED.match(line)
-        if m:
-            if not _SHOWN_ELSEWHERE.match(m.group(3)):
-                keep.append(f"{m.group(1)} {m.group(2)} {m.group(3)}")
+        rec = parse_log_line(line)
+        if rec is not None:
+            if rec["kind"] not in _SHOWN_ELSEWHERE:
+                clock = rec["logged_at"].rsplit(" ", 1)[-1]  # HH:MM:SS, without the date
+                keep.append(f"{clock} {rec['level']} {rec['message']}")
         elif _PROBLEM.search(line):
             keep.append(line.strip())
     return keep[-limit:]
@@ -316,6 +320,59 @@ class ConfirmNewRun(ConfirmStop):
                 yield Button("Keep looking (n)", id="cancel-stop")
 
 
+class PickRun(ModalScreen[str | None]):
+    """The workspace's runs (id, state, iterations): the one picked is shown."""
+
+    DEFAULT_CSS = """
+    PickRun { align: center middle; }
+    PickRun > Vertical {
+        width: 64; max-width: 100%; height: auto; max-height: 100%;
+        border: heavy $primary; background: $surface; padding: 0 1;
+    }
+    PickRun OptionList { height: auto; max-height: 14; border: none; padding: 0; }
+    PickRun #pick-run-keys { color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape,p", "close", "Back")]
+
+    def __init__(self, rows: list[tuple[str, str]], shown: str | None) -> None:
+        super().__init__()
+        self.rows = rows  # (run id, its line)
+        self.shown = shown
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Show which run? Its curve, answers and log.")
+            yield OptionList(*(Option(text, id=run_id) for run_id, text in self.rows))
+            yield Static("enter shows it · esc goes back", id="pick-run-keys")
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        ids = [run_id for run_id, _ in self.rows]
+        if self.shown in ids:
+            options.highlighted = ids.index(self.shown)
+        options.focus()
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+def run_rows(runs: list[Any], shown: Any = None, snap: Any = None) -> list[tuple[str, str]]:
+    """``(id, "20261129-023742  succeeded  40/40 iterations")`` for each run, newest first;
+    the shown run's iterations from its snapshot (a running run's record has none yet)."""
+    rows = []
+    for run in reversed(runs):
+        it, total = run.iteration, run.max_iters
+        if shown is not None and snap is not None and run.id == shown.id:
+            it, total = snap.iteration or it, snap.max_iters or total
+        iters = f"{it or 0}/{total} iterations" if total else f"{it or 0} iterations"
+        rows.append((run.id, f"{run.id}  {run.state:<9}  {iters}"))
+    return rows
+
+
 class TrainPane(StepPane):
     step_id = "train"
     title = "Train"
@@ -323,7 +380,7 @@ class TrainPane(StepPane):
         "Starts the config as a detached run (it goes on when the wizard quits) and follows "
         "it: what the trainer does while it starts, iterations, elapsed time and ETA, loss, "
         "the evaluation answers, the log. x stops it (no checkpoint is written on stop); r "
-        "resumes from its last checkpoint."
+        "resumes from its last checkpoint; p shows any earlier run of the workspace."
     )
     NEXT = "Once it succeeded: ] opens Merge, which turns the checkpoint into a model."
     MAIN = "#train-start"
@@ -360,6 +417,7 @@ class TrainPane(StepPane):
         Binding("s", "start", "Start"),
         Binding("x", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
+        Binding("p", "pick_run", "Runs"),  # the list of runs: 80 columns hold "Runs"
     ]
 
     def __init__(self) -> None:
@@ -574,6 +632,23 @@ class TrainPane(StepPane):
         run_id = self._record.id if self._record is not None else None
         self._launch(lambda ws: _resume(ws, run_id), "Resumed from the last checkpoint")
 
+    def action_pick_run(self) -> None:
+        from engine.runs.control import refresh
+        from engine.runs.records import list_runs
+
+        runs = [refresh(r) for r in list_runs(self.workspace)]
+        if not runs:
+            self.notify("No training run yet: press s (Start) to train the config.")
+            return
+        shown = self._record
+
+        def picked(run_id: str | None) -> None:
+            if run_id and (shown is None or run_id != shown.id):
+                self.follow(run_id)
+
+        rows = run_rows(runs, shown, self._snapshot)
+        self.app.push_screen(PickRun(rows, shown.id if shown else None), picked)
+
     def action_stop(self) -> None:
         record = self._record
         if record is None or not record.active:
@@ -616,63 +691,52 @@ class TrainPane(StepPane):
 
 # -- engine calls (kept out of the class: small, and easy to read) ---------------------------
 class RunPoller:
-    """One poll of everything the pane shows: the run (found again when none is active), its
-    files, the GPUs, the host. Used by one thread at a time."""
+    """One poll of everything the pane shows: the run, followed as `attach` and run-all follow
+    it (engine.runs.follow), plus the GPUs and the run's own CPU and memory. Used by one thread
+    at a time."""
 
     def __init__(self, ws: Any, run_id: str | None = None) -> None:
         from engine.gpu import GpuSampler
+        from engine.runs.follow import ShownRunFollower
 
         self.ws = ws
         self.run_id = run_id
+        self.follower = ShownRunFollower(ws, run_id)
         self.sampler = GpuSampler()
-        self.record: Any = None
-        self.monitor: Any = None
         self.polls = 0
         self.host: tuple[float | None, float | None, float | None] | None = None
         self._procs: dict[int, Any] = {}
 
-    def poll(self) -> TrainTick:
-        from engine.runs.monitor import RunMonitor
+    @property
+    def record(self) -> Any:
+        return self.follower.record
 
-        record = self.record
-        if record is None or (self.polls % 5 == 0 and not record.active):
-            # at start, then every few polls while no run is active (one may be started
-            # from the command line meanwhile)
-            found = _pick_run(self.ws, self.run_id)
-            if found is not None and (record is None or found.id != record.id):
-                self.monitor = RunMonitor.for_record(found)
-            if found is not None:
-                self.record = found
-        elif record.active and self.polls % 5 == 0:
-            self.record = _refresh(record)
-        snap = self.monitor.poll() if self.monitor is not None else None
+    def poll(self) -> TrainTick:
+        self.follower.poll()
         if self.polls % HOST_EVERY == 0:
             self.host = _host_sample(self.run_processes())
         self.polls += 1
         return TrainTick(
-            record=self.record, snapshot=snap, gpus=self.sampler.sample(), host=self.host
+            record=self.follower.record,
+            snapshot=self.follower.snapshot,
+            gpus=self.sampler.sample(),
+            host=self.host,
         )
 
-    def run_processes(self) -> list[Any]:
-        """The active run's own processes (its supervisor, the trainer and their children),
-        kept between polls so that psutil's CPU percentages are over the interval."""
-        record = self.record
+    def run_processes(self, record: Any = None) -> list[Any]:
+        """The active run's own processes (its supervisor, its trainer and their tree: pid,
+        start time and command line as engine.runs.control proves them), kept between polls so
+        that psutil's CPU percentages are over the interval."""
+        record = record if record is not None else self.record
         if record is None or not getattr(record, "active", False):
             self._procs = {}
             return []
-        import psutil
+        from engine.runs.control import run_processes
 
         found: dict[int, Any] = {}
-        for pid in (getattr(record, "pid", None), getattr(record, "trainer_pid", None)):
-            if not pid:
-                continue
-            try:
-                proc = self._procs.get(pid) or psutil.Process(pid)
-                found[pid] = proc
-                for child in proc.children(recursive=True):
-                    found[child.pid] = self._procs.get(child.pid) or child
-            except psutil.Error:
-                continue
+        for proc in run_processes(record, with_supervisor=True):
+            kept = self._procs.get(proc.pid)
+            found[proc.pid] = kept if kept is not None and kept == proc else proc
         self._procs = found
         return list(found.values())
 
@@ -699,33 +763,6 @@ def _checkpoint_of(snap: Any) -> Path | None:
     if snap is None or not snap.checkpoints:
         return None
     return snap.checkpoints[-1]
-
-
-def _pick_run(ws: Any, run_id: str | None) -> Any:
-    from engine.errors import WizardError
-    from engine.runs.records import get_run, list_runs
-
-    try:
-        if run_id:
-            return _refresh(get_run(ws, run_id))
-        runs = [_refresh(r) for r in list_runs(ws)]
-    except WizardError:
-        return None
-    if not runs:
-        return None
-    active = [r for r in runs if r.active]
-    return active[-1] if active else runs[-1]
-
-
-def _refresh(record: Any) -> Any:
-    try:
-        from engine.runs.control import refresh
-    except ImportError:  # pragma: no cover - the engine always has it
-        return record
-    try:
-        return refresh(record.reload())
-    except Exception:  # a record being rewritten: keep the one we have
-        return record
 
 
 def _diagnose_now(record: Any) -> tuple[str | None, str | None]:
