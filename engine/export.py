@@ -549,8 +549,8 @@ def convert_and_merge(
     say = progress or (lambda phase, detail: None)
     ws.ensure()
     out_dir = Path(os.path.abspath(ws.path(out))) if out else ws.merged_dir
+    check_merge_out(ws, out_dir)  # first: `/` has no name to put "-adapter" after
     hf_dir = ws.hf_dir if out is None else out_dir.with_name(out_dir.name + "-adapter")
-    check_merge_out(ws, out_dir)
     src = resolve_source(ws, run=run, checkpoint=checkpoint, config=config, base_model=base_model)
     for note in src.notes:
         say("prepare", note)

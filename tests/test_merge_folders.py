@@ -102,15 +102,26 @@ def test_publish_keeps_one_previous_and_prunes_only_when_asked(workspace: Worksp
     assert json.loads((out / "config.json").read_text())["tag"] == "three"
 
 
-def test_merge_out_refuses_the_workspace_its_parents_and_a_users_folder(workspace, capsys):
+def test_merge_out_refuses_the_workspace_its_parents_and_a_users_folder(
+    workspace, capsys, monkeypatch
+):
     mine = workspace.root / "photos"
     mine.mkdir()
     (mine / "a.jpg").write_bytes(b"jpg")
     before = workspace.state_path.read_bytes() if workspace.state_path.exists() else None
-    for out, words in ((".", "the workspace"), ("..", "above it"), ("photos", "not empty")):
+    # --out is relative to the folder it is typed in (the workspace's parent here), as every
+    # path the user gives; `/` once raised a ValueError (no name for "<out>-adapter")
+    monkeypatch.chdir(workspace.root.parent)
+    ws_name = workspace.root.name
+    for out, words in (
+        (ws_name, "the workspace"),
+        (".", "above it"),
+        ("/", "above it"),
+        (f"{ws_name}/photos", "not empty"),
+    ):
         assert main(["-w", str(workspace.root), "merge", "--out", out]) == 2
         err = capsys.readouterr().err
-        assert words in err and len(err.strip().splitlines()) == 1, err
+        assert words in err and len(err.strip().splitlines()) == 1, (out, err)
     assert (mine / "a.jpg").read_bytes() == b"jpg"
     after = workspace.state_path.read_bytes() if workspace.state_path.exists() else None
     assert after == before

@@ -337,3 +337,31 @@ async def test_a_running_download_is_followed_again_when_the_picker_reopens(
             await settle(pilot)
     finally:
         hub.stop()
+
+
+async def test_a_failing_search_is_one_line_and_the_wizard_goes_on(
+    workspace: Workspace, monkeypatch
+):
+    """The picker's workers report to the app's one handler: a search that raises (an
+    unreadable cache, say) used to exit the whole wizard (Textual's exit_on_error)."""
+    import engine.models
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/root/.cache/huggingface")
+
+    monkeypatch.setattr(EnvironmentPane, "PROBE", False)
+    monkeypatch.setattr(engine.models, "discover", unreadable)
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("tab", "m")
+        await _until(pilot, lambda: isinstance(app.screen, ModelPickerScreen), "the picker")
+        await _until(
+            pilot,
+            lambda: any(n.severity == "error" for n in app._notifications),
+            "the error line",
+        )
+        assert app.is_running
+        (note,) = [n for n in app._notifications if n.severity == "error"]
+        assert "Permission denied" in note.message.splitlines()[0]
+    log = (workspace.wizard_dir / "wizard.log").read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in log and "model picker: _discover" in log

@@ -68,14 +68,19 @@ def handle(args: argparse.Namespace) -> int:
             print(f"{stamp} == {title}", flush=True)
         print(f"{stamp}    {detail}", flush=True)
 
+    from engine.selection import absolute
+
+    def given(value: str | None) -> str | None:  # a path typed here: relative to the shell
+        return None if value is None else str(absolute(value))
+
     try:
         out = convert_and_merge(
             ws,
             run=args.run,
-            checkpoint=args.checkpoint,
-            config=args.config,
-            base_model=args.base,
-            out=args.out,
+            checkpoint=given(args.checkpoint),
+            config=given(args.config),
+            base_model=given(args.base),
+            out=given(args.out),
             device=args.device,
             keep=args.keep,
             trust_remote_code=args.trust_remote_code,

@@ -28,6 +28,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:
     from engine.download import DownloadJob
@@ -115,12 +116,18 @@ class ModelPicker(Vertical):
         yield ProgressBar(total=100, show_eta=False, id="mp-progress")
         yield Static("Searching for model folders…", id="mp-status")
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker's messages do not bubble: what one raised goes to the app's one handler
+        (one line on the screen, the traceback in .wizard/wizard.log), not out of the app."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.app.report_error(event.worker.error, f"model picker: {event.worker.name}")
+
     def on_mount(self) -> None:
         if self.DISCOVER:
             self.rescan()
         self._resume()
 
-    @work(thread=True, exclusive=True, group="model-resume")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model-resume")
     def _resume(self) -> None:
         """Follow the workspace's download that still runs (the newest, when several do)."""
         from engine.download import list_jobs
@@ -142,7 +149,7 @@ class ModelPicker(Vertical):
         """Search again; ``news`` (a finished download's line) stays on top of the count."""
         self._discover(news)
 
-    @work(thread=True, exclusive=True, group="model-discovery")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model-discovery")
     def _discover(self, news: Text | None = None) -> None:
         from engine.models import discover
 
@@ -225,7 +232,7 @@ class ModelPicker(Vertical):
             self.set_status(f"Asking the hub for {repo}…")
             self._start(repo)
 
-    @work(thread=True, exclusive=True, group="model-download")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model-download")
     def _start(self, repo: str) -> None:
         from engine.download import start_download
         from engine.errors import WizardError
