@@ -96,9 +96,8 @@ def resolve_source(
     """The config, checkpoint and base model a merge uses (a run record, or paths given)."""
     from engine.chat.templates import config_settings
     from engine.distributed import check_deepspeed
-    from engine.runs.checkpoints import is_checkpoint, is_zero_checkpoint, run_to_merge
-    from engine.runs.control import refresh
-    from engine.runs.launch import last_checkpoint
+    from engine.runs.checkpoints import is_checkpoint, is_zero_checkpoint, newest_checkpoint
+    from engine.runs.control import refresh, run_to_merge
     from engine.runs.records import list_runs
 
     record = run_to_merge(ws, run) if (checkpoint is None or run is not None) else None
@@ -120,7 +119,7 @@ def resolve_source(
                 f"run {record.id} is still {record.state}",
                 fix="wait for it to finish (or stop it), or pass --checkpoint PTH",
             )
-        pth = last_checkpoint(record.work_dir)  # its own whole checkpoints only
+        pth = newest_checkpoint(record.work_dir)  # its own whole checkpoints only
         if pth is None:
             raise WizardError(
                 f"run {record.id} has no checkpoint",

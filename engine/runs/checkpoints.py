@@ -133,15 +133,6 @@ def run_checkpoints(record) -> list[Path]:
     return checkpoints_in(record.work_dir)
 
 
-def run_to_merge(ws, run_id: str | None = None):
-    """:func:`engine.runs.control.run_to_merge`, where it lives now. Kept here only for
-    engine/export.py, which imports it from this module (the one import of control from here;
-    pyproject.toml's layers contract names it): import it from control."""
-    from engine.runs.control import run_to_merge as chosen
-
-    return chosen(ws, run_id)
-
-
 def resume_point(record) -> Path | None:
     """Where a new run continues ``record``: its newest whole checkpoint, else (it saved none,
     or only a partial one) the whole checkpoint it itself resumed from."""
