@@ -164,3 +164,49 @@ async def test_merge_from_the_pane(tmp_path_factory):
             assert _text(app, f"#phase-{phase}").startswith("✓")
         assert (ws.merged_dir / "xtuner_wizard.json").is_file()
         assert "merge" in ws.load_state().done
+
+
+async def test_the_run_offered_first_is_the_one_merge_takes(tmp_path):
+    """A newer run stopped before its first checkpoint is not offered first: the pane defaults
+    to the newest finished run with a whole checkpoint, the one `merge` takes (issue 12: Merge
+    once defaulted to the newest run)."""
+    import sys
+    from pathlib import Path
+
+    from textual.widgets import Select
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train_screen import install_recorded_run
+    from train_support import write_checkpoint
+
+    from engine.runs.control import run_to_merge
+    from engine.runs.records import RunRecord, list_runs
+
+    ws = install_recorded_run(tmp_path / "ws")
+    (recorded,) = list_runs(ws)
+    for name in ("iter_32.pth", "iter_40.pth"):  # whole archives, as torch.save writes them
+        write_checkpoint(Path(recorded.work_dir) / name)
+    newer = RunRecord(
+        id="20261130-091500",
+        workspace=str(ws.root),
+        config=recorded.config,
+        work_dir=str(ws.work_dirs / "20261130-091500"),
+        command="xtuner train internlm2_chat_1_8b_qlora_alpaca_e3_copy.py",
+        state="stopped",
+        started=recorded.ended + 3600,
+        ended=recorded.ended + 3660,
+        exit_code=-2,
+        cause_kind="stopped",
+        cause="stopped on request",
+    )
+    newer.run_dir.mkdir(parents=True, exist_ok=True)
+    newer.save()
+    assert run_to_merge(ws).id == recorded.id
+    ws.update_state(current_step="merge")
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        select = app.query_one("#merge-run", Select)
+        assert select.value == recorded.id
+        assert app.query_one("#merge-ckpt", Select).value.endswith("iter_40.pth")

@@ -109,16 +109,20 @@ class MergePane(StepPane):
         self.action_refresh()
 
     def action_refresh(self) -> None:
+        from engine.runs.control import refresh, run_to_merge
         from engine.runs.records import list_runs
 
-        runs = [r for r in list_runs(self.workspace)]
+        runs = [refresh(r) for r in list_runs(self.workspace)]  # states as they are now
         select = self.query_one("#merge-run", Select)
         options = [(f"{r.id} {r.state}", r.id) for r in reversed(runs)]
         current = select.value
         select.set_options(options)
         if options:
             ids = [o[1] for o in options]
-            select.value = current if current in ids else ids[0]
+            # the default is the one `merge` takes: the newest finished run with a whole
+            # checkpoint, not a newer one stopped before its first save (engine's one rule)
+            chosen = run_to_merge(self.workspace).id
+            select.value = current if current in ids else (chosen if chosen in ids else ids[0])
         self._fill_checkpoints()
         self._show_check()
 
