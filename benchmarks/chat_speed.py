@@ -115,6 +115,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-len", type=int, default=4096)
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument(
+        "--workspace",
+        default=".",
+        help="the workspace whose confirmation of --model's Python counts (engine.trust: "
+        "`xtuner-wizard chat MODEL --trust-remote-code` or the Environment step records one)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -127,8 +133,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     if args.model:
         from engine.chat.hf import load_hf_model
+        from engine.workspace import Workspace
 
-        model, tokenizer = load_hf_model(Path(args.model), device=device, dtype=dtype)
+        model, tokenizer = load_hf_model(
+            Path(args.model), device=device, dtype=dtype, workspace=Workspace(args.workspace)
+        )
         label = Path(args.model).name
     else:
         model, tokenizer = random_internlm2(args.random_internlm2, device, dtype), None
@@ -170,8 +179,11 @@ def main(argv=None) -> int:
                 continue
         else:
             from engine.chat.base import load_engine
+            from engine.workspace import Workspace
 
-            engine = load_engine(name, args.model, device=device)
+            engine = load_engine(
+                name, args.model, device=device, workspace=Workspace(args.workspace)
+            )
         setup_s = time.perf_counter() - t1
         list(engine.generate_tokens(prompt, max_new_tokens=8, ignore_eos=True))  # warm-up
         row = {"engine": name, "model": label, "device": gpu, "setup_s": round(setup_s, 2)}

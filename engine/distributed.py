@@ -421,7 +421,9 @@ def slurm_script(
     rank from SLURM_PROCID/SLURM_LOCALID, the master from SLURM_NODELIST and MASTER_PORT).
 
     The trainer runs as ``python -m xtuner.tools.train`` so a failed run fails the job (the
-    ``xtuner`` entry point exits 0 either way).
+    ``xtuner`` entry point exits 0 either way). ``env``: more exports, e.g. the full unpickling
+    a resume from the workspace's own checkpoint needs (``engine.trust.unpickle_env``); none
+    is given by default.
     """
     gpus = gpus_per_node if gpus_per_node is not None else plan.gpus_per_node
     if gpus < 1:
@@ -454,7 +456,6 @@ def slurm_script(
         "MASTER_PORT": str(plan.master_port),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
-        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",  # resume under torch >= 2.6
         "PYTHONUNBUFFERED": "1",
     }
     if plan.master_addr not in LOCAL_ADDRS:

@@ -536,8 +536,32 @@ def model_dir_of(ws: Workspace, model: str | Path | None) -> tuple[Path | None, 
     return choice.path, choice.is_demo
 
 
-def check_model(model_dir: Path, *, is_demo: bool = False) -> tuple[list[Check], int | None]:
-    """Checks of a model folder, and its weights' size in bytes (None when unknown)."""
+def check_remote_code(model_dir: Path, ws: Workspace | None = None) -> Check:
+    """The Python the folder brings, named with its hash: ok when confirmed in ``ws`` (or the
+    wizard's own demo code), a warning until then (nothing runs it unconfirmed)."""
+    from engine.trust import TRUST_FLAG, TRUST_KEY, _is_wizards_demo, remote_code, untrusted_code
+
+    code = remote_code(model_dir)
+    if code is None:
+        return Check("remote code", "ok", "none (transformers' own code)")
+    if untrusted_code(ws, model_dir) is not None:
+        return Check(
+            "remote code",
+            "warn",
+            f"{code.describe()} would run (trust_remote_code); not confirmed, so nothing "
+            "loads this folder",
+            f"read those files; press {TRUST_KEY} to trust this version (in the wizard's "
+            f"Environment step), or pass {TRUST_FLAG}",
+        )
+    whose = "the wizard's demo code (xtuner's own files)" if _is_wizards_demo(code) else "confirmed"
+    return Check("remote code", "ok", f"{code.describe()} runs with trust_remote_code: {whose}")
+
+
+def check_model(
+    model_dir: Path, *, is_demo: bool = False, ws: Workspace | None = None
+) -> tuple[list[Check], int | None]:
+    """Checks of a model folder, and its weights' size in bytes (None when unknown).
+    ``ws``: the workspace whose confirmations of remote code count."""
     if is_demo and not (model_dir / "config.json").exists():
         return [
             Check(
@@ -681,15 +705,8 @@ def check_model(model_dir: Path, *, is_demo: bool = False) -> tuple[list[Check],
                 "copy those .py files from the original model folder (there is no model hub here)",
             )
         )
-    elif remote:
-        checks.append(
-            Check(
-                "remote code",
-                "ok",
-                "runs with trust_remote_code: " + ", ".join(remote),
-                "",
-            )
-        )
+    elif remote or any(model_dir.glob("*.py")):
+        checks.append(check_remote_code(model_dir, ws))
     else:
         checks.append(Check("remote code", "ok", "none (transformers' own code)"))
     return checks, size
@@ -828,7 +845,7 @@ def run_checks(
     add(*checks_from_gpus(sampler.sample(), sampler.error))
     add(check_cpu())
     model_dir, is_demo = model_dir_of(ws, model)
-    model_checks, size = check_model(model_dir, is_demo=is_demo) if model_dir else ([], None)
+    model_checks, size = check_model(model_dir, is_demo=is_demo, ws=ws) if model_dir else ([], None)
     model_bytes = size or (DEMO_MODEL_BYTES if is_demo else DEFAULT_MODEL_BYTES)
     add(check_ram(model_bytes))
     add(check_disk(ws.root, model_bytes))

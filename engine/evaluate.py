@@ -248,8 +248,12 @@ def evaluate(
     progress: Progress | None = None,
     write: bool = True,
     limit: int | None = None,
+    trust_remote_code: bool = False,
 ) -> EvalReport:
-    """Ask base and tuned the held-out and general questions; write the report."""
+    """Ask base and tuned the held-out and general questions; write the report.
+
+    Both models' Python (remote code) must be trusted (``engine.trust``), or confirmed here
+    with ``trust_remote_code``; asked before either loads."""
     from engine.chat.base import load_engine
     from engine.chat.templates import resolve_template
     from engine.selection import absolute
@@ -268,6 +272,11 @@ def evaluate(
             "no models to compare",
             fix="merge a run first, or pass --base MODEL and --tuned MODEL",
         )
+    from engine.trust import require_trusted
+
+    for flag, path in (("--base", base_path), ("--tuned", tuned_path)):
+        if path.is_dir():  # a missing one is refused by the loader
+            require_trusted(ws, path, consent=trust_remote_code, where=f"{flag} {path}")
     # One template for both (the run's), so only the weights differ.
     tmpl = resolve_template(template, model_path=tuned_path)
     questions = qs["questions"][:limit] if limit else qs["questions"]
@@ -289,7 +298,7 @@ def evaluate(
     for which, path, adp in (("base", base_path, None), ("tuned", tuned_path, adapter_path)):
         if progress:
             progress(f"loading the {which} model", done, total)
-        eng = load_engine(engine, path, adapter=adp, template=tmpl, device=device)
+        eng = load_engine(engine, path, adapter=adp, template=tmpl, device=device, workspace=ws)
         tokenizer = eng.tokenizer
         try:
             for a in answers:

@@ -75,6 +75,7 @@ def run_all(
     from engine.runs import get_run, start_run
     from engine.runs.launch import active_runs, plan_from_choices
     from engine.selection import ensure_model, record_model, require_model
+    from engine.trust import require_trusted
 
     # Check first, change nothing: every refusal comes before the first write.
     active = active_runs(ws) if ws.runs_dir.is_dir() else []
@@ -87,9 +88,9 @@ def run_all(
         )
     choice = require_model(ws, model or "demo", weights=True)
     is_demo = choice.is_demo
-    if not is_demo and not trust_remote_code:
-        from engine.trust import require_trusted
-
+    if not trust_remote_code and choice.path.is_dir():
+        # the demo too: trusted by its code's hash (xtuner's own files), not by its name; one
+        # not built yet is built below from those files
         require_trusted(ws, choice.path)
     demo_sizing = is_demo and style is None and n is None
     if demo_sizing:
@@ -111,11 +112,8 @@ def run_all(
         overrides=overrides,
     )
     ws.check_user_file(ws.root / rendered.default_filename, force=force)  # before any write
+    require_trusted(ws, model_path, consent=trust_remote_code)  # as built or found
     record_model(ws, choice)
-    if trust_remote_code:
-        from engine.trust import require_trusted
-
-        require_trusted(ws, model_path, consent=True)
     ws.mark_done("environment")
 
     # 1. data

@@ -10,6 +10,10 @@ Two ways a fine-tune runs foreign code:
 - a pickled checkpoint: ``torch.load`` without ``weights_only`` runs what the file holds.
   Only the workspace's own checkpoints (under ``work_dirs/`` or ``.wizard/runs/``) are
   loaded that way without asking; anything else needs an explicit flag.
+
+Every loader of a folder's code asks here first (:func:`require_trusted`): ``config``,
+``run-all``, ``train`` and the Train step (the run's pre-start checks), ``chat``, ``eval``,
+the Data step's tokenizer; the wizard confirms in its Environment step (key ``t``).
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from engine.workspace import Workspace, sha256_file
 CONFIG_FILES = ("config.json", "tokenizer_config.json")
 TRUST_FLAG = "--trust-remote-code"
 CHECKPOINT_FLAG = "--trust-checkpoint"
+TRUST_KEY = "t"  # the Environment step's key that confirms a folder's code
 FULL_UNPICKLE_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+
+
+class UntrustedCode(WizardError):
+    """A model folder's Python that nobody confirmed: not run."""
+
+
+class UntrustedCheckpoint(WizardError):
+    """A checkpoint from outside the workspace's runs that would be unpickled: not loaded."""
 
 
 @dataclass(frozen=True)
@@ -96,22 +109,39 @@ def _is_wizards_demo(code: RemoteCode) -> bool:
     )
 
 
-def is_trusted(ws: Workspace, folder: Path | str) -> bool:
-    """True when the folder brings no code, or its code (by hash) was confirmed, or it is
-    the wizard's own demo model."""
+def is_trusted(ws: Workspace | None, folder: Path | str) -> bool:
+    """True when the folder brings no code, or its code (by hash) was confirmed in ``ws``,
+    or it is the wizard's own demo model (its code byte for byte xtuner's: a demo folder
+    whose code was changed is not, whatever its name). Without a workspace only the last
+    two count."""
     code = remote_code(folder)
-    if code is None:
-        return True
-    if code.digest in ws.load_state().trusted:
+    return code is None or _confirmed(ws, code)
+
+
+def _confirmed(ws: Workspace | None, code: RemoteCode) -> bool:
+    if ws is not None and code.digest in ws.load_state().trusted:
         return True
     return _is_wizards_demo(code)
 
 
-def trust(ws: Workspace, folder: Path | str) -> RemoteCode | None:
-    """Record consent for the folder's code as it is now (by its hash)."""
+def untrusted_code(ws: Workspace | None, folder: Path | str) -> RemoteCode | None:
+    """The folder's code when there is some and it is not trusted (None: nothing to ask)."""
+    code = remote_code(folder)
+    return None if code is None or _confirmed(ws, code) else code
+
+
+def trust(ws: Workspace, folder: Path | str, *, expected: str | None = None) -> RemoteCode | None:
+    """Record consent for the folder's code as it is now (by its hash). ``expected``: the
+    digest the user was shown; code that changed since is refused, not recorded."""
     code = remote_code(folder)
     if code is None:
         return None
+    if expected is not None and code.digest != expected:
+        raise UntrustedCode(
+            f"the model folder's code changed since it was shown: now {code.describe()}",
+            where=str(folder),
+            fix="read the files again, then confirm again",
+        )
     with ws.transaction() as state:
         state.trusted[code.digest] = {
             "folder": str(Path(folder).resolve()),
@@ -122,20 +152,21 @@ def trust(ws: Workspace, folder: Path | str) -> RemoteCode | None:
 
 
 def require_trusted(
-    ws: Workspace, folder: Path | str, *, consent: bool = False, where: str | None = None
+    ws: Workspace | None, folder: Path | str, *, consent: bool = False, where: str | None = None
 ) -> RemoteCode | None:
     """Refuse (one line naming the files and the flag) a folder whose code was not
-    confirmed; with ``consent`` record it. Returns the code found (None: none)."""
+    confirmed; with ``consent`` record it. Returns the code found (None: none): a caller
+    passes ``trust_remote_code=code is not None`` to transformers."""
     code = remote_code(folder)
-    if code is None or is_trusted(ws, folder):
+    if code is None or _confirmed(ws, code):
         return code
-    if consent:
+    if consent and ws is not None:
         return trust(ws, folder)
-    raise WizardError(
+    raise UntrustedCode(
         f"the model folder brings Python code that transformers would run: {code.describe()}",
         where=where or str(folder),
-        fix=f"read those files; if you trust them, confirm in the wizard's Environment step or "
-        f"pass {TRUST_FLAG} (asked again if they change)",
+        fix=f"read those files; if you trust them, confirm in the wizard's Environment step "
+        f"(key {TRUST_KEY}) or pass {TRUST_FLAG} (asked again if they change)",
     )
 
 
@@ -167,12 +198,12 @@ def unpickle_env(ws: Workspace, checkpoint: Path | str | None) -> dict[str, str]
 
 
 def require_own_checkpoint(
-    ws: Workspace, path: Path | str, *, consent: bool = False, where: str = "--checkpoint"
+    ws: Workspace | None, path: Path | str, *, consent: bool = False, where: str = "--checkpoint"
 ) -> None:
     """Refuse a checkpoint from outside the workspace's runs unless the user said so."""
-    if consent or own_checkpoint(ws, path):
+    if consent or (ws is not None and own_checkpoint(ws, path)):
         return
-    raise WizardError(
+    raise UntrustedCheckpoint(
         "is not a checkpoint of this workspace's runs; loading it runs whatever Python it "
         "holds (pickle)",
         where=f"{where} {path}",

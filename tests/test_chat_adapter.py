@@ -63,7 +63,7 @@ def test_folded_lora_equals_peft_merge_and_unload(tmp_path):
     pth = tmp_path / "iter_3.pth"
     # mmengine's checkpoint: the state and pickled objects beside it (weights_only refuses them)
     torch.save({"meta": {"cfg": "x"}, "state_dict": state, "message_hub": _Hub()}, pth)
-    loaded = load_checkpoint_state(pth)
+    loaded = load_checkpoint_state(pth, trust_checkpoint=True)  # no workspace's run: vouched for
     pairs = lora_pairs(loaded)
     assert sorted(pairs) == ["model.layers.0.wo", "model.layers.0.wqkv"]
     assert fold_lora(base, pairs, 16 / 4) == 2

@@ -182,6 +182,34 @@ async def test_statistics_count_tokens_with_the_chosen_models_tokenizer(workspac
         assert "over max_length 2048: 0" in panel_text(app, "data-stats")
 
 
+async def test_a_tokenizer_with_unconfirmed_code_is_not_loaded_characters_are_counted(
+    workspace, tmp_path
+):
+    """A model folder that brings Python: its tokenizer does not load (that would run it) until
+    its code is confirmed; the statistics count characters and say why."""
+    from engine.demo import build_tokenizer
+    from engine.trust import trust
+
+    model = tmp_path / "model"
+    model.mkdir()
+    build_tokenizer(model)
+    (model / "tokenization_evil.py").write_text("import os  # runs on load\n")
+    workspace.set_choice("model", str(model))
+    app = open_on_data(workspace)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_into(pilot, "name", "Ada")
+        await settle(pilot)
+        stats = app.query_one(DataPane).last_preview.stats
+        assert stats.unit == "chars"
+        text = panel_text(app, "data-stats")
+        assert "characters, not tokens: the model's tokenizer code is not confirmed" in text
+        assert "t in Environment" in text
+        trust(workspace, model)  # as the Environment step's t does
+        await type_into(pilot, "name", "Bo")
+        await settle(pilot)
+        assert app.query_one(DataPane).last_preview.stats.unit == "tokens"
+
+
 async def test_the_form_opens_on_what_the_workspace_holds(workspace):
     """A file written by `data generate --style tutorial --n 50` opens as tutorial / 50."""
     from engine.data.generate import IdentityFacts, build_dataset, record_choice, write_dataset

@@ -47,7 +47,9 @@ def test_demo_model_folder_passes_and_lists_its_remote_code(demo_dir: Path):
     assert "tokenizer.json" in named["tokenizer"].detail
     assert "template: yes" in named["tokenizer"].detail
     assert "model.safetensors" in named["weights"].detail
-    assert named["remote code"].detail.endswith("configuration_internlm2.py, modeling_internlm2.py")
+    remote = named["remote code"].detail  # the wizard's own code: trusted, named with its hash
+    assert "configuration_internlm2.py, modeling_internlm2.py (sha256 " in remote
+    assert "demo" in remote
     assert size == (demo_dir / "model.safetensors").stat().st_size
 
 

@@ -58,7 +58,8 @@ RECORDED = [
     Check(
         "remote code",
         "ok",
-        "runs with trust_remote_code: configuration_internlm2.py, modeling_internlm2.py",
+        "configuration_internlm2.py, modeling_internlm2.py (sha256 295b8dfe850f) runs with "
+        "trust_remote_code: the wizard's demo code (xtuner's own files)",
         "",
     ),
     Check("dataset", "ok", "102 conversations (~/workspace/datas/assistant.json)", ""),
@@ -217,3 +218,53 @@ async def test_a_model_of_another_family_makes_config_propose_that_familys_base(
         pane = app.query_one("#config")
         assert pane._base == "qwen1_5_0_5b_chat_qlora_alpaca_e3"
         assert str(app.query_one("#base-name", Static).content) == pane._base
+
+
+def screen_text(app: WizardApp) -> str:
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
+
+
+async def test_t_names_and_confirms_a_model_folders_code_at_80x24(
+    workspace: Workspace, tmp_path: Path, monkeypatch
+):
+    """Remote code is a warning naming its files and hash, and the key that confirms it; t opens
+    the dialog, n records nothing, y records the hash and the check turns green."""
+    from test_trust import remote_model
+    from waits import until
+
+    from engine.trust import is_trusted, remote_code
+    from tui.widgets.confirm import ConfirmTrust
+
+    monkeypatch.setattr(EnvironmentPane, "PROBE", False)
+    model = remote_model(tmp_path / "evil")
+    code = remote_code(model)
+    workspace.set_choice("model", str(model))
+    app = WizardApp(workspace.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = app.query_one(EnvironmentPane)
+        await settle(app, pilot)
+        remote = next(c for c in pane.checks if c.name == "remote code")
+        assert remote.status == "warn" and code.short in remote.detail
+        assert pane.check_action("trust_code", ()) is True
+        await pilot.press("tab")  # into the pane: its keys in the footer
+        await pilot.pause()
+        text = screen_text(app)
+        assert "modeling_evil.py" in text and code.short in text
+        assert "press t" in text  # the key, named where the warning is
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmTrust), "the trust dialog")
+        dialog = screen_text(app)
+        assert "modeling_evil.py" in dialog and code.short in dialog and "(y)" in dialog
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmTrust), "closed")
+        assert not is_trusted(workspace, model)
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmTrust), "the trust dialog")
+        await pilot.press("y")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmTrust), "closed")
+        assert code.digest in workspace.load_state().trusted
+        await settle(app, pilot)
+        remote = next(c for c in pane.checks if c.name == "remote code")
+        assert remote.status == "ok" and "confirmed" in remote.detail
+        assert pane.check_action("trust_code", ()) is False  # nothing left to confirm

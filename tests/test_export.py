@@ -136,7 +136,7 @@ def test_merge_of_a_demo_run_loads_and_answers(model_root):
     assert "merge" in ws.load_state().done
     previous = [p for p in ws.root.glob("merged.previous*") if (p / "old-marker.txt").exists()]
     assert previous, "the older merged/ was not kept"
-    engine = load_engine("hf", merged)
+    engine = load_engine("hf", merged, workspace=ws)  # the merge trusted its code there
     answer = engine.chat([{"role": "user", "content": IDENTITY_PROMPT}], max_new_tokens=60)
     assert NAME in answer
 

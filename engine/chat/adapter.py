@@ -65,18 +65,26 @@ def run_adapter(ws, run: str | None = None, checkpoint: str | Path | None = None
     return RunAdapter(src.base_model, src.checkpoint, src.config, src.run_id, r, alpha)
 
 
-def load_checkpoint_state(pth: Path) -> dict[str, Any]:
+def load_checkpoint_state(pth: Path, ws=None, *, trust_checkpoint: bool = False) -> dict[str, Any]:
     """The model state of an mmengine checkpoint, read lazily (mmap): the optimizer's moments
     in the same file are never read. Tensors only (``weights_only``) when the file allows;
-    mmengine's checkpoints also pickle its message hub, so the run's own file is then read
-    as pth_to_hf reads it."""
+    mmengine's checkpoints also pickle its message hub, so a file of the workspace's own runs
+    (``ws``; or one the user vouched for, ``trust_checkpoint``) is then read as pth_to_hf reads
+    it; any other is refused with one line (unpickling runs what it holds)."""
     import pickle
 
     import torch
 
     try:
         ckpt = torch.load(str(pth), map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError):
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
+        from engine.trust import require_own_checkpoint
+
+        try:
+            require_own_checkpoint(ws, pth, consent=trust_checkpoint)
+        except WizardError as refused:
+            refused.message = "holds more than tensors and " + refused.message
+            raise refused from exc
         ckpt = torch.load(str(pth), map_location="cpu", weights_only=False, mmap=True)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
@@ -133,13 +141,19 @@ def load_run_engine(
     engine: str = "auto",
     checkpoint: str | Path | None = None,
     device: str | None = None,
+    trust_remote_code: bool = False,
 ):
-    """A chat engine over the run's base model with its checkpoint's LoRA folded in."""
+    """A chat engine over the run's base model with its checkpoint's LoRA folded in (the
+    base's Python trusted first, or confirmed here with ``trust_remote_code``)."""
     from engine.chat.base import ENGINES, pick_device, resolve_engine
     from engine.chat.hf import load_hf_model
     from engine.chat.templates import resolve_template
+    from engine.trust import require_trusted
 
     found = run_adapter(ws, run, checkpoint)
+    require_trusted(
+        ws, found.base_model, consent=trust_remote_code, where=f"the run's base {found.base_model}"
+    )
     dev = pick_device(device)
     name = resolve_engine(engine, found.base_model, dev)
     if name not in ("hf", "fast", "fast-compile"):
@@ -148,8 +162,8 @@ def load_run_engine(
             where="--engine",
             fix="use --engine auto, fast or hf; or merge first",
         )
-    model, tokenizer = load_hf_model(found.base_model, device=dev)
-    fold_lora(model, lora_pairs(load_checkpoint_state(found.checkpoint)), found.scale)
+    model, tokenizer = load_hf_model(found.base_model, device=dev, workspace=ws)
+    fold_lora(model, lora_pairs(load_checkpoint_state(found.checkpoint, ws)), found.scale)
     tmpl = resolve_template(str(found.config), model_path=found.base_model)
     module_name, class_name = ENGINES[name]
     import importlib

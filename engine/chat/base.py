@@ -190,12 +190,15 @@ def load_engine(
     adapter: str | Path | None = None,
     template: Any = None,
     device: str | None = None,
+    workspace: Any = None,
     **kwargs: Any,
 ) -> ChatEngine:
     """Load ``model_path`` (a Hugging Face folder) into the engine called ``name``.
 
     ``template`` is a ChatTemplate, a template name (``internlm2_chat``), a config path to
     read it from, or None (read it from the model's neighbourhood, else internlm2_chat).
+    ``workspace``: where the user's confirmations of a folder's Python are recorded; a
+    folder whose code is not trusted (``engine.trust``) is refused with one line, unloaded.
     """
     if name not in ENGINES:
         raise WizardError(
@@ -207,6 +210,9 @@ def load_engine(
         raise WizardError("no model to chat with", fix="give a model folder")
     model_path = Path(model_path).expanduser()
     check_model_dir(model_path)
+    from engine.trust import require_trusted
+
+    require_trusted(workspace, model_path)  # every engine runs the folder's code: ask first
     if adapter is not None:
         adapter = Path(adapter).expanduser()
         if not (adapter / "adapter_config.json").is_file():
@@ -222,7 +228,10 @@ def load_engine(
     module_name, class_name = ENGINES[name]
     module = importlib.import_module(module_name)
     cls = getattr(module, class_name)
-    return cls(model_path, adapter=adapter, template=tmpl, device=device, **kwargs)
+    # (checked again where transformers loads it)
+    return cls(
+        model_path, adapter=adapter, template=tmpl, device=device, workspace=workspace, **kwargs
+    )
 
 
 def check_model_dir(path: Path) -> None:

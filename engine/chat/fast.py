@@ -79,6 +79,7 @@ class FastEngine(ChatEngine):
         max_len: int = 4096,
         cuda_graphs: bool | None = None,
         compile: bool = False,
+        workspace=None,
     ) -> None:
         import torch
 
@@ -89,7 +90,7 @@ class FastEngine(ChatEngine):
             from engine.chat.hf import load_hf_model
 
             model, tokenizer = load_hf_model(
-                model_path, adapter=adapter, device=self.device, dtype=dtype
+                model_path, adapter=adapter, device=self.device, dtype=dtype, workspace=workspace
             )
         if hasattr(model, "merge_and_unload"):  # a peft model: fold the adapter in
             model = model.merge_and_unload()

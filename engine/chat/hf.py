@@ -1,7 +1,8 @@
 """The transformers engine: ``model.generate`` in a thread, tokens streamed through a queue.
 
-The portable default: CPU or GPU, any causal LM transformers can load (remote code allowed,
-as the tutorial's InternLM2 needs), a LoRA adapter applied with peft when given.
+The portable default: CPU or GPU, any causal LM transformers can load (remote code, as the
+tutorial's InternLM2 needs, once it is trusted: ``engine.trust``), a LoRA adapter applied with
+peft when given.
 """
 
 from __future__ import annotations
@@ -38,18 +39,30 @@ def _auto_classes():
 
 
 def load_hf_model(
-    model_path: Path, *, adapter: Path | None = None, device: str = "cpu", dtype=None
+    model_path: Path,
+    *,
+    adapter: Path | None = None,
+    device: str = "cpu",
+    dtype=None,
+    workspace=None,
 ):
-    """(model, tokenizer) loaded offline, in eval mode, on ``device``."""
+    """(model, tokenizer) loaded offline, in eval mode, on ``device``.
+
+    The Python a model folder brings runs only when it is trusted (``engine.trust``: confirmed
+    in ``workspace`` by its hash, or the wizard's own demo code); otherwise one line, naming
+    the files, and nothing is loaded."""
+    from engine.trust import require_trusted
+
+    remote = require_trusted(workspace, model_path) is not None
     import torch
 
     AutoModelForCausalLM, AutoTokenizer = _auto_classes()
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=remote)
         model = AutoModelForCausalLM.from_pretrained(
-            str(model_path), trust_remote_code=True, torch_dtype=dtype
+            str(model_path), trust_remote_code=remote, torch_dtype=dtype
         )
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -98,13 +111,14 @@ class HFEngine(ChatEngine):
         model: Any = None,
         tokenizer: Any = None,
         dtype=None,
+        workspace=None,
     ) -> None:
         super().__init__()
         self.device = pick_device(device)
         self.model_path = model_path
         if model is None:
             model, tokenizer = load_hf_model(
-                model_path, adapter=adapter, device=self.device, dtype=dtype
+                model_path, adapter=adapter, device=self.device, dtype=dtype, workspace=workspace
             )
         self.model = model
         self.tokenizer = tokenizer

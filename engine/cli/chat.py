@@ -110,7 +110,13 @@ def handle(args: argparse.Namespace) -> int:
         from engine.chat.adapter import load_run_engine
 
         # No merged model yet (or asked for): the run's checkpoint on its base, LoRA folded in.
-        engine = load_run_engine(ws, args.run, engine=args.engine, device=args.device)
+        engine = load_run_engine(
+            ws,
+            args.run,
+            engine=args.engine,
+            device=args.device,
+            trust_remote_code=args.trust_remote_code,
+        )
         print(f"(answering from {ws.rel(engine.model_path)} on its base model, not merged)")
     else:
         from engine.selection import absolute, model_choice
@@ -127,7 +133,12 @@ def handle(args: argparse.Namespace) -> int:
         if template and template.endswith(".py"):
             template = str(absolute(template))
         engine = load_engine(
-            args.engine, model, adapter=adapter, template=template, device=args.device
+            args.engine,
+            model,
+            adapter=adapter,
+            template=template,
+            device=args.device,
+            workspace=ws,  # the consent just given (or recorded before) counts
         )
     gen = dict(
         system=args.system,

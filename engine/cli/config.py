@@ -143,6 +143,16 @@ def _data_path(args: argparse.Namespace, ws) -> Path:
     return path
 
 
+def _trained_model(ws, rendered) -> Path | None:
+    """The folder the rendered config trains (relative: to the workspace, where the trainer
+    runs), as ``--set pretrained_model_name_or_path`` may have changed it."""
+    value = rendered.settings.get("pretrained_model_name_or_path")
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ws.root / path
+
+
 def render(args: argparse.Namespace) -> int:
     from engine.cli import workspace_of
     from engine.config import (
@@ -156,7 +166,9 @@ def render(args: argparse.Namespace) -> int:
 
     ws = workspace_of(args)
     choice = _model_choice(args, ws)
-    if not choice.is_demo and not args.trust_remote_code:
+    if not args.trust_remote_code and choice.path.is_dir():
+        # the demo too: trusted by its code's hash (xtuner's files), not by its name; one not
+        # built yet is built from xtuner's own files below
         require_trusted(ws, choice.path)
     data = _data_path(args, ws)
     ws.ensure()
@@ -169,12 +181,20 @@ def render(args: argparse.Namespace) -> int:
         eval_inputs=args.eval,
         set_args=args.set_args,
     )
+    # what the config trains (a --set pretrained_model_name_or_path=DIR included) runs its code
+    trains = {model, _trained_model(ws, rendered) or model}
+    if not args.trust_remote_code:
+        for folder in sorted(trains):
+            require_trusted(
+                ws, folder, where="--set pretrained_model_name_or_path" if folder != model else None
+            )
     if args.diff or args.dry_run:
         sys.stdout.write(diff_text(rendered))
     if args.dry_run:
         return 0
     if args.trust_remote_code:
-        require_trusted(ws, model, consent=True)
+        for folder in sorted(trains):
+            require_trusted(ws, folder, consent=True)
     from engine.selection import absolute
 
     out = absolute(args.out) if args.out else None  # typed: from the current folder

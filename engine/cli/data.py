@@ -191,7 +191,7 @@ def validate(args: argparse.Namespace) -> int:
         from engine.trust import require_trusted
 
         require_trusted(ws, model, consent=args.trust_remote_code)
-        tokenizer = load_tokenizer(model)  # the model first: no "OK" before its error
+        tokenizer = load_tokenizer(model, ws)  # the model first: no "OK" before its error
     path = absolute(args.path)  # from the current folder (engine.selection)
     report = validate_file(path)
     if not report.ok:

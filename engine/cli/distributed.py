@@ -57,6 +57,12 @@ def register(sub, parent) -> None:
         metavar="CKPT",
         help="continue from a checkpoint: an iter_N.pth file or DeepSpeed folder",
     )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="--resume from a checkpoint that is not one of this workspace's runs (loading it "
+        "runs whatever Python it holds)",
+    )
     p.add_argument("--slurm", action="store_true", help="write a Slurm batch script instead")
     p.add_argument("--partition", default=None, metavar="P", help="Slurm partition")
     p.add_argument("--job-name", default="xtuner-wizard", metavar="NAME", help="Slurm job name")
@@ -119,6 +125,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.partition and not args.slurm:
         raise WizardError("--partition is for Slurm", where="--partition", fix="add --slurm")
     ws, plan = _plan_from(args)
+    unpickle: dict[str, str] = {}  # no full unpickling unless resuming (checked below)
     local = not (args.slurm or args.nodes > 1 or args.no_gpu_check)
     validate(plan, local=local, slurm=args.slurm)
     if args.resume:
@@ -131,6 +138,11 @@ def handle(args: argparse.Namespace) -> int:
                 where=str(ckpt),
                 fix="give an iter_N.pth file or DeepSpeed checkpoint folder of the work dir",
             )
+        from engine.trust import FULL_UNPICKLE_ENV, require_own_checkpoint, unpickle_env
+
+        # mmengine unpickles it fully: the workspace's own checkpoints only, or on request
+        require_own_checkpoint(ws, ckpt, consent=args.trust_checkpoint, where="--resume")
+        unpickle = unpickle_env(ws, ckpt) or dict(FULL_UNPICKLE_ENV)
         check_resume(plan, ckpt)
         plan.extra_args = ("--resume", str(ckpt.resolve()))
     if args.slurm:
@@ -140,6 +152,7 @@ def handle(args: argparse.Namespace) -> int:
             job_name=args.job_name,
             time_limit=args.time,
             workspace=ws.root.resolve(),
+            env=unpickle,
         )
         kind = "Slurm batch script"
     elif plan.nodes > 1:
@@ -151,6 +164,7 @@ def handle(args: argparse.Namespace) -> int:
         kind = "per-node commands"
     else:
         env, argv = train_env_and_argv(plan)
+        env = {**env, **unpickle}
         if args.json:
             import json
 

@@ -25,6 +25,12 @@ def register(sub, parent) -> None:
     p.add_argument("--engine", default="hf")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--limit", type=int, help="only the first N questions of each kind")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the model folders bring (auto_map, *.py); asked once per "
+        "version of that code",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=handle)
 
@@ -50,6 +56,7 @@ def handle(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         limit=args.limit,
         progress=progress,
+        trust_remote_code=args.trust_remote_code,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))

@@ -45,6 +45,12 @@ def register(sub, parent) -> None:
         "DeepSpeed .json, or none (default: the Config step's choice, else none)",
     )
     p.add_argument("--wait", action="store_true", help="follow the run until it ends (like attach)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the config's model folder brings (auto_map, *.py); asked "
+        "once per version of that code",
+    )
     p.set_defaults(func=handle_train)
 
     p = sub.add_parser("runs", parents=[parent], help="list the workspace's training runs")
@@ -73,10 +79,29 @@ def register(sub, parent) -> None:
     )
     p.add_argument("run", nargs="?", default=None, metavar="RUN", help="run id (default: latest)")
     p.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow the Python code the config's model folder brings (auto_map, *.py); asked "
+        "once per version of that code",
+    )
     p.set_defaults(func=handle_resume)
 
 
 # -- train / resume ------------------------------------------------------------------------
+def _consent(ws, config, args: argparse.Namespace) -> None:
+    """``--trust-remote-code``: record consent for the code of the model the config trains
+    (the run's pre-start checks refuse it unconfirmed)."""
+    if not args.trust_remote_code or not ws.path(config).is_file():
+        return
+    from engine.runs.launch import trained_model
+    from engine.trust import require_trusted
+
+    model = trained_model(ws, ws.path(config))
+    if model is not None and model.is_dir():
+        require_trusted(ws, model, consent=True)
+
+
 def _started(record, ws, wait: bool) -> int:
     print(f"run {record.id} started (supervisor pid {record.pid})")
     print(f"  command: {record.command}")
@@ -127,6 +152,7 @@ def handle_train(args: argparse.Namespace) -> int:
                     )
                 raise
             print(f"starting: {launch_command(ws, config, shown)}", flush=True)
+    _consent(ws, config, args)
     record = start_run(ws, config, plan=plan)
     for note in plan.notes if plan is not None else ():
         print(f"note: {note}")
@@ -138,6 +164,10 @@ def handle_resume(args: argparse.Namespace) -> int:
     from engine.runs.launch import resume_run
 
     ws = workspace_of(args)
+    if args.trust_remote_code:
+        from engine.runs.records import get_run
+
+        _consent(ws, get_run(ws, args.run).config, args)
     record = resume_run(ws, args.run)
     on = f" on {record.gpus} GPUs" if record.gpus > 1 else ""
     on += f" with DeepSpeed {record.deepspeed}" if record.deepspeed else ""

@@ -3,7 +3,8 @@
 With a tokenizer (the model's own, through transformers' AutoTokenizer) a sample's length is
 what XTuner feeds the model: the internlm2_chat template around every turn plus bos, as in
 the tutorial's config; samples longer than ``max_length`` are truncated by XTuner. Without a
-tokenizer, lengths are characters of the text (system + input + output).
+tokenizer, lengths are characters of the text (system + input + output). A tokenizer whose
+folder brings Python is loaded only once that code is trusted (``engine.trust``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class DataStats:
     max: int
     max_length: int
     truncated: int | None  # samples over max_length (tokens only)
+    chars_because: str = "no model tokenizer was given"  # why characters (unit "chars")
 
     def lines(self) -> list[str]:
         out = [
@@ -53,12 +55,14 @@ class DataStats:
                 + (" (XTuner truncates them)" if self.truncated else "")
             )
         else:
-            out.append("(characters, not tokens: no model tokenizer was given)")
+            out.append(f"(characters, not tokens: {self.chars_because})")
         return out
 
 
-def load_tokenizer(path: str | Path) -> Any:
-    """The model's tokenizer (lazy transformers import); WizardError when it cannot load."""
+def load_tokenizer(path: str | Path, ws: Any = None) -> Any:
+    """The model's tokenizer (lazy transformers import); WizardError when it cannot load, and
+    ``engine.trust.UntrustedCode`` when the folder's Python is not trusted (confirmed in the
+    workspace ``ws`` by its hash, or the wizard's own demo code): it is not run."""
     p = Path(path)
     if not p.is_dir():
         raise WizardError(
@@ -66,10 +70,13 @@ def load_tokenizer(path: str | Path) -> Any:
             where=str(path),
             fix="give the model's folder (with tokenizer files)",
         )
+    from engine.trust import require_trusted
+
+    remote = require_trusted(ws, p, where=f"the tokenizer's folder {p}") is not None
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(p), trust_remote_code=True)
+        return AutoTokenizer.from_pretrained(str(p), trust_remote_code=remote)
     except Exception as exc:  # noqa: BLE001 - any loader failure is the user's folder
         raise WizardError(
             f"cannot load a tokenizer: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
@@ -110,10 +117,14 @@ def dataset_stats(
     max_length: int = 2048,
     *,
     tokenizer: Any = None,
+    ws: Any = None,
+    chars_because: str | None = None,
 ) -> DataStats:
-    """Counts and lengths; pass ``tokenizer_path`` (or a loaded ``tokenizer``) for token lengths."""
+    """Counts and lengths; pass ``tokenizer_path`` (or a loaded ``tokenizer``) for token lengths
+    (``ws``: where that folder's code may have been confirmed). ``chars_because``: why there
+    is no tokenizer, said with the character counts."""
     if tokenizer is None and tokenizer_path is not None:
-        tokenizer = load_tokenizer(tokenizer_path)
+        tokenizer = load_tokenizer(tokenizer_path, ws)
     # One pass; memory grows with the distinct records only (a digest and a length each),
     # never with the file: the tutorial's 16002 records are two distinct ones.
     lengths_of: dict[bytes, list[int]] = {}  # digest -> [count, length]
@@ -159,6 +170,7 @@ def dataset_stats(
         max=weighted[-1][0] if weighted else 0,
         max_length=max_length,
         truncated=sum(c for v, c in weighted if v > max_length) if unit == "tokens" else None,
+        **({"chars_because": chars_because} if chars_because else {}),
     )
 
 

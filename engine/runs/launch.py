@@ -185,15 +185,26 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def preflight(ws: Workspace, config: Path) -> None:
-    """Refuse, before anything is created, a run that cannot go well: its model folder, its
-    dataset, and the free disk for what it will write."""
+def trained_model(ws: Workspace, config: Path | str) -> Path | None:
+    """The model folder a config trains (``pretrained_model_name_or_path``), None if unnamed."""
     from engine.config.api import training_inputs
+
+    inputs = training_inputs(config)
+    return _resolve_in(ws, inputs.model) if inputs.model else None
+
+
+def preflight(ws: Workspace, config: Path) -> None:
+    """Refuse, before anything is created, a run that cannot go well: its model folder (and
+    the Python it brings, unless confirmed: the trainer runs it), its dataset, and the free
+    disk for what it will write."""
+    from engine.config.api import training_inputs
+    from engine.trust import require_trusted
 
     inputs = training_inputs(config)
     model_dir = _resolve_in(ws, inputs.model) if inputs.model else None
     if model_dir is not None:
         check_model_folder(model_dir)
+        require_trusted(ws, model_dir, where=f"the config's model {model_dir}")
     if inputs.data:
         check_dataset(_resolve_in(ws, inputs.data))
     needed = bytes_needed(model_dir, inputs)

@@ -264,7 +264,8 @@ class ChatPane(StepPane):
         )
         t0 = time.monotonic()
         template = resolve_template(None, model_path=tuned) if tuned else None
-        engine = load_engine(name, path, template=template)
+        # the folder's Python only once confirmed (Environment, t): else one line, not loaded
+        engine = load_engine(name, path, template=template, workspace=self.workspace)
         self._engines[role] = engine
         self._engine_keys[role] = key
         self.post_message(

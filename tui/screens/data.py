@@ -117,7 +117,8 @@ class DataPane(StepPane):
         self._file_timer: Timer | None = None
         self._file_token = 0
         self._token = 0
-        self._tokenizer: tuple[str, Any] | None = None  # (model dir, tokenizer)
+        # (model dir + its code's trust, tokenizer, why characters when there is none)
+        self._tokenizer: tuple[tuple, Any, str | None] | None = None
         self.last_preview: Preview | None = None
 
     # -- layout --------------------------------------------------------------------------
@@ -350,22 +351,38 @@ class DataPane(StepPane):
             bundle = build_dataset(
                 values.style, values.facts, n=values.n, general_share=values.general_share
             )
-            tokenizer = self._load_tokenizer(model)
-            stats = dataset_stats(bundle.train, max_length=2048, tokenizer=tokenizer)
+            tokenizer, why = self._load_tokenizer(model)
+            stats = dataset_stats(
+                bundle.train, max_length=2048, tokenizer=tokenizer, chars_because=why
+            )
             result = Preview(token, bundle=bundle, stats=stats)
         except WizardError as exc:
             result = Preview(token, error=_say(exc))
         self.app.call_from_thread(self._show_preview, result)
 
-    def _load_tokenizer(self, model: Path | None) -> Any:
+    def _load_tokenizer(self, model: Path | None) -> tuple[Any, str | None]:
+        """(the model's tokenizer or None, why not). A folder whose Python is not confirmed
+        (Environment, key t) is not loaded: the statistics count characters and say so."""
+        from engine.trust import TRUST_KEY, remote_code, untrusted_code
+
         if model is None:
-            return None
-        if self._tokenizer is None or self._tokenizer[0] != str(model):
-            try:
-                self._tokenizer = (str(model), load_tokenizer(model))
-            except WizardError:
-                self._tokenizer = (str(model), None)
-        return self._tokenizer[1]
+            return None, None
+        code = remote_code(model)
+        untrusted = untrusted_code(self.workspace, model) is not None if code else False
+        key = (str(model), code.digest if code else None, untrusted)
+        if self._tokenizer is None or self._tokenizer[0] != key:
+            if untrusted:
+                why = (
+                    "the model's tokenizer code is not confirmed; "
+                    f"{TRUST_KEY} in Environment confirms it"
+                )
+                self._tokenizer = (key, None, why)
+            else:
+                try:
+                    self._tokenizer = (key, load_tokenizer(model, self.workspace), None)
+                except WizardError:
+                    self._tokenizer = (key, None, "the model's tokenizer did not load")
+        return self._tokenizer[1], self._tokenizer[2]
 
     def _show_preview(self, result: Preview) -> None:
         if result.token != self._token:
@@ -445,7 +462,8 @@ class DataPane(StepPane):
         report = validate_file(path)
         lines: list[str]
         if report.ok:
-            stats = dataset_stats(report.records, tokenizer=self._load_tokenizer(model))
+            tokenizer, why = self._load_tokenizer(model)
+            stats = dataset_stats(report.records, tokenizer=tokenizer, chars_because=why)
             lines = [
                 f"OK: {len(report.records)} records ({report.format}{', BOM' if report.bom else ''})"
             ]

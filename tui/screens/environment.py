@@ -2,7 +2,9 @@
 
 The checks run in a thread worker (the torch/CUDA probe is a child process, so this process
 never imports torch); each check appears as soon as it is known. With the workspace's model
-choice "demo" (or none), key b builds the demo model in another worker.
+choice "demo" (or none), key b builds the demo model in another worker. A model folder that
+brings Python shows it (files, hash) as a warning until key t confirms it (once per hash,
+``engine.trust``); nothing in the wizard runs that code before.
 """
 
 from __future__ import annotations
@@ -31,13 +33,18 @@ INTRO = "✗ stops training, ! is worth knowing; both come first."
 ORDER = {"fail": 0, "warn": 1, "ok": 2}
 
 
+def _rank(c: Check) -> tuple[int, bool]:
+    """Failed, warned, passed; unconfirmed remote code first among the warnings (key t)."""
+    return ORDER.get(c.status, 3), c.status != "ok" and c.name != "remote code"
+
+
 def checks_table(checks: list[Check]) -> Table:
     """Failed and warned checks first, each with its detail and fix wrapped (nothing cut);
     then one line per passed check, cut with an ellipsis at the width."""
     table = Table.grid(expand=True)
     table.add_column(width=2, no_wrap=True)
     table.add_column(ratio=1)
-    for c in sorted(checks, key=lambda c: ORDER.get(c.status, 3)):
+    for c in sorted(checks, key=_rank):
         glyph = Text(GLYPHS.get(c.status, "?"), style=STYLES.get(c.status, ""))
         if c.status == "ok":
             line = Text.assemble((c.name, "bold"), "  ", (c.detail, "dim"))
@@ -57,7 +64,9 @@ class EnvironmentPane(StepPane):
     WHAT = (
         "Checks this machine (Python, packages, torch and CUDA, GPUs, RAM, disk), the model "
         "folder and the dataset. A ✗ stops training until fixed; a ! is worth knowing. With no "
-        "model chosen, b builds the tiny demo model that trains on a CPU in minutes."
+        "model chosen, b builds the tiny demo model that trains on a CPU in minutes. A model "
+        "folder's own Python (remote code) runs only once t confirms it, named by its files and "
+        "hash; changed files ask again."
     )
     NEXT = "Once no check fails: ] opens Data, where you write the identity dataset."
     MAIN = "#env-scroll"
@@ -72,6 +81,7 @@ class EnvironmentPane(StepPane):
         Binding("r", "recheck", "Re-check"),
         Binding("b", "build_demo", "Demo model"),
         Binding("m", "pick_model", "Model"),
+        Binding("t", "trust_code", "Trust code"),  # shown while a folder's code is unconfirmed
     ]
 
     DEFAULT_CSS = """
@@ -119,6 +129,8 @@ class EnvironmentPane(StepPane):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "build_demo":
             return self.uses_demo_model()
+        if action == "trust_code":
+            return self.needs_trust()
         return True
 
     def on_unmount(self) -> None:
@@ -161,6 +173,41 @@ class EnvironmentPane(StepPane):
         from engine.demo import demo_arch
 
         return demo_arch(self.workspace.load_state().choices.get("model")) or "internlm2"
+
+    # -- remote code -------------------------------------------------------------------
+    def needs_trust(self) -> bool:
+        """A check says the model folder's code is not confirmed (a warning, not a failure)."""
+        return any(c.name == "remote code" and c.status == "warn" for c in self._checks)
+
+    def action_trust_code(self) -> None:
+        """Name the folder's code (files, hash) in a dialog; yes records it by its hash."""
+        from engine.envcheck import model_dir_of
+        from engine.trust import untrusted_code
+        from tui.widgets.confirm import ConfirmTrust
+
+        folder, _ = model_dir_of(self.workspace, None)
+        code = untrusted_code(self.workspace, folder) if folder is not None else None
+        if code is None:
+            self.app.notify("The model folder brings no code to confirm.")
+            self.start_checks()
+            return
+
+        def answered(yes: bool | None) -> None:
+            from engine.errors import WizardError
+            from engine.trust import trust
+
+            if not yes:
+                self.app.notify("Not trusted: nothing runs that code.", severity="warning")
+                return
+            try:
+                trust(self.workspace, folder, expected=code.digest)
+            except WizardError as exc:  # changed while the dialog was open: ask again
+                self.app.notify(str(exc), severity="error")
+            else:
+                self.app.notify(f"Trusted {code.describe()}.")
+            self.start_checks()
+
+        self.app.push_screen(ConfirmTrust(str(folder), code.files, code.digest), answered)
 
     # -- checks ------------------------------------------------------------------------
     def action_recheck(self) -> None:

@@ -1,4 +1,5 @@
-"""Asking before something the user made is replaced: one modal for every step."""
+"""Asking first: before something the user made is replaced (one modal for every step), and
+before a model folder's Python is trusted (the Environment step)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,52 @@ class ConfirmReplace(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class ConfirmTrust(ModalScreen[bool]):
+    """Let transformers run a model folder's Python? Names the folder, the files and their
+    hash (what is confirmed, once per version); ``n``/escape runs nothing (the safe default)."""
+
+    DEFAULT_CSS = """
+    ConfirmTrust { align: center middle; }
+    ConfirmTrust > Vertical {
+        width: 72; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        border: thick $warning; background: $surface;
+    }
+    ConfirmTrust #trust-buttons { height: auto; margin-top: 1; }
+    ConfirmTrust Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Trust this code"),
+        Binding("n,escape", "answer(False)", "Don't run it"),
+    ]
+
+    def __init__(self, folder: str, files: list[str] | tuple[str, ...], digest: str) -> None:
+        super().__init__()
+        self.folder, self.files, self.digest = folder, list(files), digest
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(
+                f"{self.folder} brings Python that transformers runs when it loads the model "
+                f"(trust_remote_code):\n  {', '.join(self.files)}\n  sha256 {self.digest[:12]}\n"
+                "Read those files first. Trust this version? Training, the Data step's "
+                "tokenizer and Chat then run it; changed files ask again.",
+                markup=False,
+            )
+            with Horizontal(id="trust-buttons"):
+                yield Button("Trust it (y)", id="trust-yes", variant="warning")
+                yield Button("Don't run it (n)", id="trust-no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#trust-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "trust-yes")
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
