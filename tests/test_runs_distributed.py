@@ -123,6 +123,7 @@ def test_resume_keeps_the_runs_gpus_and_deepspeed(workspace):
 def test_cli_train_gpus_here_fails_in_one_line(workspace, capsys, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # none visible, whatever the machine has
     (workspace.root / CFG).write_text("x = 1\n", encoding="utf-8")
+    monkeypatch.chdir(workspace.root)  # CONFIG is typed relative to the folder it is typed in
     ws = ["--workspace", str(workspace.root)]
     assert cli_main(["train", CFG, "--gpus", "2", *ws]) == 2
     out, err = capsys.readouterr()
