@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from merge_chat_support import GOLDEN
 from textual.widgets import Input, Static, TabbedContent
@@ -36,7 +38,7 @@ async def test_chat_pane_without_a_merged_model(workspace):
         app.open_step("chat")
         await pilot.pause()
         await pilot.pause()
-        assert "No merged model yet" in _text(app, "#chat-status")
+        assert "No tuned model yet" in _text(app, "#chat-status")
         assert "No evaluation yet" in _text(app, "#eval-summary")
 
 
@@ -50,7 +52,7 @@ async def test_no_model_stays_one_line_in_the_pane(workspace):
         await waits.settle(pilot)
         await _ask(pilot, app, "你是谁")
         await waits.settle(pilot)
-        assert "no tuned model (fix: merge a run first" in _text(app, "#chat-status")
+        assert "no tuned model (fix: train a run (step 4)" in _text(app, "#chat-status")
         assert not [n for n in app._notifications if n.severity == "error"]
     assert not (workspace.wizard_dir / "wizard.log").exists()
 
@@ -123,6 +125,44 @@ async def test_chat_streams_tokens_multi_turn_and_clear(merged):
         await pilot.pause()
         assert pane._history == [] and _text(app, "#chat-history") == ""
         assert "chat" in merged.load_state().done
+
+
+@pytest.mark.slow
+@GOLDEN
+async def test_settings_pick_a_run_and_it_answers_from_its_checkpoint(merged):
+    """Chat picks a run (issue 12): the merged model first, then each finished run's
+    checkpoint; the run answers with its LoRA folded into the base, not merged."""
+    import waits
+    from merge_chat_support import IDENTITY_PROMPT, NAME
+    from textual.widgets import Select
+
+    from engine.runs.records import list_runs
+    from engine.selection import tuned_models
+
+    run = list_runs(merged)[-1]
+    keys = [t.key for t in tuned_models(merged)]
+    assert keys[0] == "merged" and f"run:{run.id}" in keys
+    app = WizardApp(merged.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_step("chat")
+        await waits.settle(pilot)
+        pane = app.query_one("ChatPane")
+        select = app.query_one("#chat-tuned", Select)
+        assert select.value == "merged"
+        select.value = f"run:{run.id}"
+        await waits.settle(pilot)
+        assert _text(app, "#chat-model-name").startswith(f"tuned run {run.id} (iter_")
+        await _ask(pilot, app, IDENTITY_PROMPT)
+        await _wait_idle(pilot, pane)
+        assert NAME in _text(app, "#chat-history"), _text(app, "#chat-status")
+        engine = pane._engines["tuned"]
+        assert Path(engine.model_path) == run_checkpoint(run)  # the checkpoint, not merged/
+
+
+def run_checkpoint(run):
+    from engine.runs.checkpoints import newest_checkpoint
+
+    return newest_checkpoint(run.work_dir)
 
 
 @pytest.fixture

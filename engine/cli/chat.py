@@ -90,29 +90,24 @@ def default_model(ws):
     return found
 
 
-def _answer_from_run(ws) -> bool:
-    """No merged model, but a finished run with a checkpoint: answer from that."""
-    from engine.export import latest_merged
-    from engine.runs.records import list_runs
-
-    if latest_merged(ws) is not None:
-        return False
-    return any(r.succeeded for r in list_runs(ws))
-
-
 def handle(args: argparse.Namespace) -> int:
     from engine.chat.base import load_engine
     from engine.cli import workspace_of
 
     check_generation(args)
     ws = workspace_of(args)
-    if args.run or (args.model is None and _answer_from_run(ws)):
+    from engine.selection import default_tuned
+
+    # the workspace's tuned model (engine.selection: the merged one, else a finished run's
+    # checkpoint, as the Chat step and run-all decide it), unless a MODEL or --run is given
+    tuned = default_tuned(ws) if args.model is None and not args.run else None
+    if args.run or (tuned is not None and tuned.kind == "run"):
         from engine.chat.adapter import load_run_engine
 
         # No merged model yet (or asked for): the run's checkpoint on its base, LoRA folded in.
         engine = load_run_engine(
             ws,
-            args.run,
+            args.run or tuned.run_id,
             engine=args.engine,
             device=args.device,
             trust_remote_code=args.trust_remote_code,

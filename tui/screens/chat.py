@@ -169,6 +169,10 @@ class ChatPane(StepPane):
             with TabPane("Settings", id="tab-settings"):
                 with VerticalScroll(can_focus=False):
                     yield from self._setting(
+                        "Tuned model",
+                        Select([], prompt="none yet", id="chat-tuned", compact=True),
+                    )
+                    yield from self._setting(
                         "System prompt",
                         Input(
                             placeholder="empty: none, as in training",
@@ -216,23 +220,67 @@ class ChatPane(StepPane):
 
     # -- models --------------------------------------------------------------------------
     def on_step_shown(self) -> None:
+        self._fill_tuned()
+        self._show_models()
+        self._show_report()
+
+    def _fill_tuned(self) -> None:
+        """The tuned models to pick from (engine.selection: the merged one, then each finished
+        run's checkpoint), the current pick kept, else the engine's default."""
+        from engine.selection import tuned_models
+
+        self._tuned_choices = {t.key: t for t in tuned_models(self.workspace)}
+        select = self.query_one("#chat-tuned", Select)
+        current = select.value
+        options = [(t.label(self.workspace), key) for key, t in self._tuned_choices.items()]
+        with self.prevent(Select.Changed):
+            select.set_options(options)
+            if options:
+                select.value = current if current in self._tuned_choices else options[0][1]
+
+    def _tuned(self):
+        value = self.query_one("#chat-tuned", Select).value
+        return getattr(self, "_tuned_choices", {}).get(value) if isinstance(value, str) else None
+
+    def _tuned_label(self) -> str:
+        tuned = self._tuned()
+        return "none" if tuned is None else tuned.label(self.workspace)
+
+    def _show_models(self) -> None:
         base, tuned = self._models()
         ws = self.workspace
         self.query_one("#chat-model-name", Static).update(
-            Text(f"tuned {short_path(ws, tuned)} · base {short_path(ws, base)}")
+            Text(f"tuned {self._tuned_label()} · base {short_path(ws, base)}")
         )
         self.query_one("#ba-base-label", Static).update(Text(f"Base · {short_path(ws, base)}"))
-        self.query_one("#ba-tuned-label", Static).update(Text(f"Tuned · {short_path(ws, tuned)}"))
+        self.query_one("#ba-tuned-label", Static).update(Text(f"Tuned · {self._tuned_label()}"))
         if tuned is None:
             self.query_one("#chat-status", Static).update(
-                "No merged model yet: merge a run first (step 5)."
+                "No tuned model yet: train a run (step 4) or merge one (step 5)."
             )
-        self._show_report()
 
     def _models(self) -> tuple[Path | None, Path | None]:
+        """(base, tuned path): a run's base model and checkpoint, or the merged model's."""
         from engine.evaluate import default_models
 
-        return default_models(self.workspace)
+        tuned = self._tuned()
+        if tuned is not None and tuned.kind == "run":
+            from engine.chat.adapter import run_adapter
+            from engine.errors import WizardError
+
+            try:
+                return run_adapter(self.workspace, tuned.run_id, tuned.path).base_model, tuned.path
+            except WizardError:
+                return None, tuned.path
+        base, merged = default_models(self.workspace)
+        return base, merged if tuned is not None else None
+
+    @on(Select.Changed, "#chat-tuned")
+    def _tuned_changed(self) -> None:
+        self._show_models()
+        self.query_one("#chat-status", Static).update(
+            Text(f"tuned model: {self._tuned_label()} (it loads on the next question)")
+        )
 
     def _engine_name(self) -> str:
         value = self.query_one("#chat-engine", Select).value
@@ -250,22 +298,26 @@ class ChatPane(StepPane):
         if path is None:
             from engine.errors import WizardError
 
-            raise WizardError(f"no {role} model", fix="merge a run first (step 5)")
+            raise WizardError(f"no {role} model", fix="train a run (step 4) or merge one (step 5)")
+        from_run = self._tuned() if role == "tuned" else None
+        from_run = from_run if from_run is not None and from_run.kind == "run" else None
         key = (name, str(path))
         if self._engine_keys.get(role) == key:
             return self._engines[role]
         old = self._engines.pop(role, None)
         if old is not None:
             old.close()
-        self.post_message(
-            ChatStatus(
-                target, f"loading the {role} model {short_path(self.workspace, path)} ({name})…"
-            )
-        )
+        shown = self._tuned_label() if role == "tuned" else short_path(self.workspace, path)
+        self.post_message(ChatStatus(target, f"loading the {role} model {shown} ({name})…"))
         t0 = time.monotonic()
-        template = resolve_template(None, model_path=tuned) if tuned else None
         # the folder's Python only once confirmed (Environment, t): else one line, not loaded
-        engine = load_engine(name, path, template=template, workspace=self.workspace)
+        if from_run is not None:  # its checkpoint's LoRA folded into the base, not merged
+            from engine.chat.adapter import load_run_engine
+
+            engine = load_run_engine(self.workspace, from_run.run_id, engine=name, checkpoint=path)
+        else:
+            template = resolve_template(None, model_path=tuned) if tuned else None
+            engine = load_engine(name, path, template=template, workspace=self.workspace)
         self._engines[role] = engine
         self._engine_keys[role] = key
         self.post_message(
@@ -415,11 +467,11 @@ class ChatPane(StepPane):
             self.query_one("#chat-status", Static).update(Text(status))
         else:
             role = "Base" if message.target == "ba-base" else "Tuned"
-            path = base if message.target == "ba-base" else tuned
+            shown = short_path(ws, base) if message.target == "ba-base" else self._tuned_label()
             info = message.info.split(" · ")[0].split(": ", 1)[-1]
             self.query_one(f"#{message.target}-label", Static).update(
                 Text(
-                    f"{role} · {short_path(ws, path)} · "
+                    f"{role} · {shown} · "
                     + (f"error: {message.error}" if message.error else info)
                     + (" [stopped]" if message.stopped else "")
                 )
