@@ -28,7 +28,8 @@ from tui.step import StepPane
 
 FLUSH_S = 0.1  # <= 10 repaints a second while streaming
 FLUSH_S_LOW_BANDWIDTH = 0.2
-ENGINES = (
+ENGINES = (  # auto first, the default as for `chat`: fast on CUDA where it runs, else hf
+    ("auto (fast on GPU)", "auto"),
     ("transformers (hf)", "hf"),
     ("fast (GPU, CUDA graphs)", "fast"),
     ("fast + torch.compile", "fast-compile"),
@@ -140,7 +141,7 @@ class ChatPane(StepPane):
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-top"):
             yield Static("", id="chat-model-name")
-            yield Select(ENGINES, value="hf", allow_blank=False, id="chat-engine", compact=True)
+            yield Select(ENGINES, value="auto", allow_blank=False, id="chat-engine", compact=True)
         with TabbedContent(id="chat-tabs", initial="tab-chat"):
             with TabPane("Chat", id="tab-chat"):
                 with VerticalScroll(id="chat-log"):
@@ -284,7 +285,7 @@ class ChatPane(StepPane):
 
     def _engine_name(self) -> str:
         value = self.query_one("#chat-engine", Select).value
-        return value if isinstance(value, str) else "hf"  # Select.NULL: none chosen
+        return value if isinstance(value, str) else "auto"  # Select.NULL: none chosen
 
     def _get_engine(self, role: str, name: str, target: str):
         """Load (once) the ``role`` model ("base"/"tuned") in this worker thread."""
@@ -518,7 +519,7 @@ class ChatPane(StepPane):
 
     @on(Select.Changed, "#chat-engine")
     def _engine_changed(self) -> None:
-        if self._engine_name() == getattr(self, "_engine_shown", "hf"):
+        if self._engine_name() == getattr(self, "_engine_shown", "auto"):
             return  # the Select setting its first value: nothing changed
         self._engine_shown = self._engine_name()
         self.query_one("#chat-status", Static).update(
