@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from train_support import write_checkpoint
@@ -207,3 +208,30 @@ def test_orphaned_torchrun_workers_keep_a_run_alive_and_stop_ends_them(workspace
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_a_moved_workspace_keeps_its_runs_checkpoints_its_own(tmp_path):
+    """A workspace folder moved (or copied) elsewhere: its records' paths are read inside the
+    new place, so a run's checkpoints stay its own there (chat --run and merge once refused
+    them as 'not a checkpoint of this workspace's runs', and the copy read the old folder)."""
+    import shutil
+
+    from test_train_screen import install_recorded_run
+    from train_support import write_checkpoint
+
+    from engine.runs.checkpoints import newest_checkpoint
+    from engine.runs.records import list_runs
+    from engine.workspace import Workspace
+
+    old = install_recorded_run(tmp_path / "old")
+    (run,) = list_runs(old)
+    write_checkpoint(Path(run.work_dir) / "iter_40.pth")
+    new_root = tmp_path / "moved"
+    shutil.copytree(old.root, new_root, symlinks=True)
+    shutil.rmtree(old.root)  # moved, not copied: nothing of the old place is left
+    (moved,) = list_runs(Workspace(new_root))
+    assert moved.workspace == str(new_root.resolve())
+    assert Path(moved.work_dir) == new_root.resolve() / "work_dirs" / Path(run.work_dir).name
+    assert Path(moved.config).parent == new_root.resolve()
+    assert newest_checkpoint(moved.work_dir) == Path(moved.work_dir) / "iter_40.pth"
+    assert moved.record_path.is_file()

@@ -122,7 +122,7 @@ class RunRecord:
             ) from exc
         if not isinstance(data, dict) or "id" not in data:
             raise WizardError("not a run record", where=str(path))
-        return cls.from_json(data)
+        return cls.from_json(_rebased(data, path.resolve().parents[2]))
 
     def reload(self) -> RunRecord:
         return RunRecord.load(self.record_path)
@@ -191,3 +191,27 @@ def get_run(ws: Workspace, run_id: str | None = None) -> RunRecord:
         f"{'ambiguous' if matches else 'unknown'} run '{run_id}'",
         fix=f"use one of: {known} (see `xtuner-wizard runs`)",
     )
+
+
+_PATH_FIELDS = ("config", "work_dir", "resumed_from", "checkpoint")
+
+
+def _rebased(data: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A record read from the workspace at ``root`` that was written in another place (the
+    folder was moved or copied): its paths inside the old workspace are read inside this one,
+    so the run's checkpoints are still its own (and no longer the old folder's)."""
+    old = data.get("workspace")
+    if not isinstance(old, str) or old == str(root):
+        return data
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, str) and (value == old or value.startswith(old.rstrip("/") + "/")):
+            return str(root) + value[len(old.rstrip("/")) :]
+        return value
+
+    data = dict(data, workspace=str(root))
+    for key in _PATH_FIELDS:
+        data[key] = moved(data.get(key))
+    if isinstance(data.get("checkpoints"), list):
+        data["checkpoints"] = [moved(c) for c in data["checkpoints"]]
+    return data

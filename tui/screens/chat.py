@@ -213,7 +213,7 @@ class ChatPane(StepPane):
         index = order.index(tabs.active) if tabs.active in order else -1
         tabs.active = order[(index + 1) % len(order)]
         if tabs.active == "tab-settings":
-            self.query_one("#chat-system", Input).focus()
+            self.query_one("#chat-tuned", Select).focus()  # the first setting: which model
         elif tabs.active == "tab-eval":
             self.query_one("#eval-run", Button).focus()
         else:
@@ -270,14 +270,18 @@ class ChatPane(StepPane):
             from engine.errors import WizardError
 
             try:
-                return run_adapter(self.workspace, tuned.run_id, tuned.path).base_model, tuned.path
+                return run_adapter(self.workspace, tuned.run_id).base_model, tuned.path
             except WizardError:
                 return None, tuned.path
         base, merged = default_models(self.workspace)
         return base, merged if tuned is not None else None
 
     @on(Select.Changed, "#chat-tuned")
-    def _tuned_changed(self) -> None:
+    def _tuned_changed(self, event: Select.Changed) -> None:
+        choices = getattr(self, "_tuned_choices", {})
+        if not isinstance(event.value, str) and choices:
+            event.select.value = next(iter(choices))  # the blank row is no choice: the default
+            return
         self._show_models()
         self.query_one("#chat-status", Static).update(
             Text(f"tuned model: {self._tuned_label()} (it loads on the next question)")
@@ -315,7 +319,7 @@ class ChatPane(StepPane):
         if from_run is not None:  # its checkpoint's LoRA folded into the base, not merged
             from engine.chat.adapter import load_run_engine
 
-            engine = load_run_engine(self.workspace, from_run.run_id, engine=name, checkpoint=path)
+            engine = load_run_engine(self.workspace, from_run.run_id, engine=name)
         else:
             template = resolve_template(None, model_path=tuned) if tuned else None
             engine = load_engine(name, path, template=template, workspace=self.workspace)
