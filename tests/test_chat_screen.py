@@ -136,8 +136,8 @@ async def test_settings_pick_a_run_and_it_answers_from_its_checkpoint(merged):
     from merge_chat_support import IDENTITY_PROMPT, NAME
     from textual.widgets import Select
 
+    from engine.chat.tuned import tuned_models
     from engine.runs.records import list_runs
-    from engine.selection import tuned_models
 
     run = list_runs(merged)[-1]
     keys = [t.key for t in tuned_models(merged)]

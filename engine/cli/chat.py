@@ -96,7 +96,7 @@ def handle(args: argparse.Namespace) -> int:
 
     check_generation(args)
     ws = workspace_of(args)
-    from engine.selection import default_tuned
+    from engine.chat.tuned import default_tuned
 
     # the workspace's tuned model (engine.selection: the merged one, else a finished run's
     # checkpoint, as the Chat step and run-all decide it), unless a MODEL or --run is given

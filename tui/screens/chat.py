@@ -228,7 +228,7 @@ class ChatPane(StepPane):
     def _fill_tuned(self) -> None:
         """The tuned models to pick from (engine.selection: the merged one, then each finished
         run's checkpoint), the current pick kept, else the engine's default."""
-        from engine.selection import tuned_models
+        from engine.chat.tuned import tuned_models
 
         self._tuned_choices = {t.key: t for t in tuned_models(self.workspace)}
         select = self.query_one("#chat-tuned", Select)
