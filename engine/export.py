@@ -420,6 +420,12 @@ def publish(staged: Path, out_dir: Path) -> Path | None:
     return previous
 
 
+def older_merges(out_dir: Path, keep: int = 1) -> list[tuple[Path, int]]:
+    """The earlier models of ``out_dir`` beyond the newest ``keep`` (``merged.previous`` is the
+    one kept), with their sizes: what the Merge step offers to remove, asking first."""
+    return [(old, folder_bytes(old)) for old in previous_merges(out_dir)[max(keep, 0) :]]
+
+
 def prune_previous(out_dir: Path, keep: int) -> list[tuple[Path, int]]:
     """Remove earlier models of ``out_dir`` beyond the newest ``keep``; (folder, bytes) each."""
     removed = []

@@ -210,3 +210,51 @@ async def test_the_run_offered_first_is_the_one_merge_takes(tmp_path):
         select = app.query_one("#merge-run", Select)
         assert select.value == recorded.id
         assert app.query_one("#merge-ckpt", Select).value.endswith("iter_40.pth")
+
+
+async def test_older_merged_models_are_listed_with_sizes_and_d_removes_them(tmp_path, monkeypatch):
+    """One previous model is kept (merged.previous/); the older ones pile up (3.6 GB each
+    for a 1.8B model): the check names them with their size and d removes them after asking,
+    n keeping them (issue 13)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import waits
+
+    from engine import export
+    from tui.widgets.confirm import ConfirmRemove
+
+    base = Path(tmp_path / "base")
+    monkeypatch.setattr(
+        export,
+        "resolve_source",
+        lambda ws, **kw: SimpleNamespace(base_model=base, prompt_template="internlm2_chat"),
+    )
+    monkeypatch.setattr(export, "check_full_precision", lambda path: None)
+    monkeypatch.setattr(export, "estimate_merged_bytes", lambda path: 1)
+    monkeypatch.setattr(export, "free_bytes", lambda path: 2)
+    ws = _recorded_run_at_merge(tmp_path)
+    for name, size in (("merged", 10), ("merged.previous", 20), ("merged.previous-1", 3000)):
+        folder = ws.root / name
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"\0" * size)
+    app = WizardApp(ws.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await waits.settle(pilot)
+        check = _text(app, "#merge-check")
+        assert "older models (2.9 KB): merged.previous-1: d removes them" in " ".join(
+            check.split()
+        ), check
+        await pilot.press("d")
+        await waits.until(pilot, lambda: isinstance(app.screen, ConfirmRemove), "the question")
+        await pilot.press("n")
+        await waits.settle(pilot)
+        assert (ws.root / "merged.previous-1").is_dir()
+        await pilot.press("d")
+        await waits.until(pilot, lambda: isinstance(app.screen, ConfirmRemove), "the question")
+        await pilot.press("y")
+        await waits.until(pilot, lambda: "Removed 1 older" in _text(app, "#merge-detail"), "it")
+        await waits.settle(pilot)
+        assert "older models" not in _text(app, "#merge-check")
+    assert not (ws.root / "merged.previous-1").exists()
+    assert (ws.root / "merged.previous").is_dir() and (ws.root / "merged").is_dir()

@@ -3,7 +3,8 @@
 engine.export does the work (xtuner's pth_to_hf and merge as child processes); a worker thread
 runs it and posts one coalescing progress message per change. Before starting, the pane shows
 the disk check and what happens to an existing merged/ (kept as merged.previous/, after a
-confirmation; older ones only go with ``merge --keep N``). A worker's unexpected exception goes
+confirmation; older ones are listed with their sizes, and d removes them after asking, as
+``merge --keep N`` does on the command line). A worker's unexpected exception goes
 to the app's one handler (tui.app.WizardApp.report_error).
 """
 
@@ -57,7 +58,11 @@ class MergePane(StepPane):
     NEXT = "Once merged: ] opens Chat, where you ask the tuned model who it is."
     MAIN = "#merge-start"
 
-    BINDINGS = [Binding("m", "merge", "Merge"), Binding("r", "refresh", "Refresh")]
+    BINDINGS = [
+        Binding("m", "merge", "Merge"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("d", "remove_older", "Remove old"),
+    ]
 
     DEFAULT_CSS = """
     MergePane #merge-intro { height: auto; color: $text-muted; }
@@ -186,9 +191,52 @@ class MergePane(StepPane):
                 "\nmerged/ exists: the new model replaces it once whole, and the old one is "
                 "kept as merged.previous/ (press Merge twice)."
             )
+            older = self._older()
+            if older:
+                total = _human(sum(size for _, size in older))
+                names = ", ".join(ws.rel(path) for path, _ in older)
+                text += f"\nolder models ({total}): {names}: d removes them (asks first)."
             if "merge" in ws.load_state().done and not self._merging:
                 text += "\nNext: ] Chat asks the merged model."
         line.update(Text(text))
+
+    def _older(self) -> list[tuple[Path, int]]:
+        from engine.export import older_merges
+
+        return older_merges(self.workspace.merged_dir)
+
+    def action_remove_older(self) -> None:
+        """d: remove the merged models older than merged.previous/, after asking."""
+        from engine.export import _human
+
+        if self._merging:
+            return
+        older = self._older()
+        if not older:
+            self.app.notify("No older merged models: merged.previous/ is the one kept.")
+            return
+        from tui.widgets.confirm import ConfirmRemove
+
+        def answered(remove: bool | None) -> None:
+            if remove:
+                self._remove_worker()
+            else:
+                self.query_one("#merge-detail", Static).update("Kept the older models.")
+
+        shown = [(self.workspace.rel(path), _human(size)) for path, size in older]
+        self.app.push_screen(ConfirmRemove(shown), answered)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="merge-prune")
+    def _remove_worker(self) -> None:
+        from engine.export import _human, prune_previous
+
+        removed = prune_previous(self.workspace.merged_dir, keep=1)
+        freed = _human(sum(size for _, size in removed))
+        self.app.call_from_thread(self._removed, f"Removed {len(removed)} older models ({freed}).")
+
+    def _removed(self, text: str) -> None:
+        self.query_one("#merge-detail", Static).update(text)
+        self._show_check()
 
     def _checkpoint(self) -> str | None:
         value = self.query_one("#merge-ckpt", Select).value

@@ -100,3 +100,48 @@ class ConfirmTrust(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class ConfirmRemove(ModalScreen[bool]):
+    """Remove folders the wizard made (older merged models)? Names each with its size;
+    ``n``/escape keeps them (the safe default)."""
+
+    DEFAULT_CSS = """
+    ConfirmRemove { align: center middle; }
+    ConfirmRemove > Vertical {
+        width: 64; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        border: thick $warning; background: $surface;
+    }
+    ConfirmRemove #remove-buttons { height: auto; margin-top: 1; }
+    ConfirmRemove Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("y", "answer(True)", "Remove"),
+        Binding("n,escape", "answer(False)", "Keep them"),
+    ]
+
+    def __init__(self, folders: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.folders = list(folders)  # (name, size as shown)
+
+    def compose(self) -> ComposeResult:
+        lines = "\n".join(f"  {name}  {size}" for name, size in self.folders)
+        with Vertical():
+            yield Static(
+                f"Remove these older merged models for good?\n{lines}\n"
+                "merged/ and merged.previous/ stay.",
+                markup=False,
+            )
+            with Horizontal(id="remove-buttons"):
+                yield Button("Remove (y)", id="remove-yes", variant="warning")
+                yield Button("Keep them (n)", id="remove-no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#remove-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "remove-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
