@@ -106,7 +106,7 @@ def _footer(screen: str) -> str:
     return screen.rstrip("\n").splitlines()[-1]
 
 
-@pytest.mark.long  # a real training and merge of its own (~10 min here): make test-all
+# In `make test` (issue 16: the 80x24 work's tmux test): ~50 s of a worker on the idle box.
 def test_the_whole_path_at_80x24_with_only_the_keys_on_the_screen(tmp_path, tmux):
     """Environment -> Chat in a real 80x24 terminal from an empty workspace, pressing only keys
     that the footer names at that moment, and reading at each step what a user needs: the demo
