@@ -44,9 +44,22 @@ def make_workspace(root: Path) -> Workspace:
     return ws
 
 
+def _rendered(app) -> bool:
+    """The Config step has shown the render of its form as it is now (the current token)."""
+    panes = app.query("#config")
+    if not panes:
+        return False
+    pane = panes.first()
+    result = pane.last_result
+    return result is not None and result.token == pane._token and pane._timer is None
+
+
 async def settle(pilot) -> None:
-    """Until the pane's debounced render and every worker are done (events, not time)."""
+    """Until the pane has shown the render of its current form and nothing else is pending
+    (events, not time). A lost render (the pane once kept an old diff) fails here."""
+    await waits.until(pilot, lambda: _rendered(pilot.app), "the Config step's render", timeout=60)
     await waits.settle(pilot)
+    await waits.until(pilot, lambda: _rendered(pilot.app), "the Config step's render", timeout=60)
 
 
 async def test_config_pane_renders_diff_and_writes(tmp_path):

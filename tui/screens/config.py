@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,9 @@ class ConfigPane(StepPane):
         super().__init__()
         self._timer: Timer | None = None
         self._token = 0
+        self._render_lock = threading.Lock()
+        self._wanted: Request | None = None  # the newest request not yet rendered
+        self._rendering = False  # a render worker is running (it takes _wanted next)
         self._base = TUTORIAL_BASE
         self._hardware: Hardware | None = None
         self._shown: dict[str, str] = {}  # key -> the value the last render showed
@@ -504,10 +508,34 @@ class ConfigPane(StepPane):
             self.set_args(),
             self._estimated_gpus,
         )
-        self._render_config(request)
+        # Latest wins, one worker: the form's newest request replaces a waiting one, and the
+        # running worker renders it next. (An exclusive worker per request once lost the
+        # newest render now and then: the pane kept an old diff until the form changed.)
+        with self._render_lock:
+            self._wanted = request
+            if self._rendering:
+                return
+            self._rendering = True
+        self._render_config()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="config-render")
-    def _render_config(self, req: Request) -> None:
+    def _next_request(self) -> Request | None:
+        with self._render_lock:
+            request, self._wanted = self._wanted, None
+            if request is None:
+                self._rendering = False  # under the lock: a new request starts a new worker
+            return request
+
+    @work(thread=True, exit_on_error=False, group="config-render")
+    def _render_config(self) -> None:
+        try:
+            while (req := self._next_request()) is not None:
+                self.app.call_from_thread(self._show_result, self._render_request(req))
+        except BaseException:
+            with self._render_lock:
+                self._rendering = False  # what it raised goes to the app's one handler
+            raise
+
+    def _render_request(self, req: Request) -> Result:
         result = Result(req.token)
         try:
             if req.model is None:
@@ -530,7 +558,7 @@ class ConfigPane(StepPane):
             result.estimate, result.warnings = self._estimate(rendered, req.data, req.gpus)
         except WizardError as exc:
             result.error = str(exc)
-        self.app.call_from_thread(self._show_result, result)
+        return result
 
     def _estimate(
         self, r: RenderedConfig, data: Path, gpus: int = 1
