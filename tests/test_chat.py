@@ -101,7 +101,9 @@ def test_stop_event_ends_the_answer(hf):
         got.append(tok)
         if len(got) == 3:
             stop.set()
-    assert 3 <= len(got) <= 4 and hf.stats.stopped
+    # not one token after the stop, however far the generation thread ran ahead (it once
+    # yielded 5 here on a loaded machine)
+    assert len(got) == 3 and hf.stats.stopped
 
 
 def test_fast_engine_matches_transformers_greedily(model, hf):

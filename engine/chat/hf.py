@@ -185,6 +185,8 @@ class HFEngine(ChatEngine):
                 tok = streamer.q.get()
                 if tok is _DONE:
                     break
+                if stop_event is not None and stop_event.is_set():
+                    break  # stopped: tokens the generation thread made meanwhile are not shown
                 now = time.perf_counter()
                 if first is None:
                     first = now
