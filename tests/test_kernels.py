@@ -75,13 +75,59 @@ def test_patches_find_internlm2_behind_peft_and_change_nothing_on_the_cpu():
     before = model(input_ids=ids, labels=ids).loss
     counts = kernels.patch_model(model, rope=False)
     # 2 layers x 2 norms + the final norm; 2 MLPs; the model's forward; 2 x 5 linears + head
-    assert counts == {"rms_norm": 5, "swiglu": 2, "rope": 0, "fused_ce": 1, "lora_cast": 11}
+    assert counts == {
+        "rms_norm": 5,
+        "swiglu": 2,
+        "rope": 0,
+        "fused_ce": 1,
+        "lora_cast": 11,
+        "lora_addmm": 11,
+    }
     after = model(input_ids=ids, labels=ids).loss
     assert torch.equal(before, after)  # on the CPU every patch falls back to the original
     off = _tiny_internlm2()
     assert kernels.patch_model(
-        off, rms_norm=False, swiglu=False, fused_ce=False, rope=False, lora_cast=False
+        off,
+        rms_norm=False,
+        swiglu=False,
+        fused_ce=False,
+        rope=False,
+        lora_cast=False,
+        lora_addmm=False,
     ) == dict.fromkeys(kernels.PATCHES, 0)
+
+
+def _lora_linears(peft_model):
+    return [m for m in peft_model.modules() if kernels._lora_addmm_ready(m) is not None]
+
+
+def test_lora_addmm_computes_what_peft_computes_forward_and_backward():
+    import torch
+
+    model = _tiny_internlm2()
+    layers = _lora_linears(model)
+    assert len(layers) == 11  # 2 layers x 5 linears + the head
+    for layer in layers:
+        x = torch.randn(2, 7, layer.in_features, requires_grad=True)
+        want = layer(x)  # peft's own forward
+        gx, ga, gb = torch.autograd.grad(
+            want.square().sum(),
+            (x, layer.lora_A["default"].weight, layer.lora_B["default"].weight),
+        )
+        got = kernels.lora_addmm(layer, x, "default")
+        hx, ha, hb = torch.autograd.grad(
+            got.square().sum(),
+            (x, layer.lora_A["default"].weight, layer.lora_B["default"].weight),
+        )
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+        for a, b in ((gx, hx), (ga, ha), (gb, hb)):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_lora_addmm_is_refused_where_peft_does_more():
+    model = _tiny_internlm2(dropout=0.1)  # dropout on every LoRA input: peft's forward runs
+    assert _lora_linears(model) == []
 
 
 def test_install_is_off_without_cuda(monkeypatch):
