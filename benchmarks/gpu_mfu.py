@@ -98,6 +98,7 @@ VARIANTS: dict[str, tuple[dict, str | None, int]] = {
     ),
     "nofce": ({"fused_kernels": True, "lora_dropout": 0.0}, "fused_ce=False", 30),
     "drop0": ({"fused_kernels": False, "lora_dropout": 0.0}, None, 30),
+    "compile": ({"fused_kernels": True, "lora_dropout": 0.0}, "compile_layers=True", 30),
     "fast_b16": (
         {"fused_kernels": True, "lora_dropout": 0.0, "batch_size": 16, "accumulative_counts": 1},
         "",

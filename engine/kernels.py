@@ -273,6 +273,11 @@ def patch_model(model: Any, **enabled: bool) -> dict[str, int]:
         ):
             _bind(module, "forward", _lora_addmm_forward, "_wizard_lora_forward")
             counts["lora_addmm"] += 1
+    if enabled.get("compile_layers", False):  # opt-in, measured by benchmarks/gpu_mfu.py
+        layers = [m for m in model.modules() if type(m).__name__ == "InternLM2DecoderLayer"]
+        for layer in layers:
+            layer.compile()  # torch.compile each decoder layer in place (one code, one graph)
+        counts["compile_layers"] = len(layers)
     return counts
 
 
