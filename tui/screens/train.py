@@ -5,8 +5,11 @@ writes files; a worker thread follows it as `attach` and run-all do (engine.runs
 reads the GPUs (NVML) and the run's processes (psutil) about once a second, and posts one
 coalescing :class:`TrainTick` (a newer tick replaces one still queued). The handler updates
 only what changed; every live value sits in a widget that repaints only its changed characters,
-and the loss chart only appends columns. Quitting the wizard leaves the run training; opening
-the step again re-attaches to it; p shows any earlier run of the workspace.
+and the loss chart only appends columns. On a slow link the counters follow every poll and the
+chart, the answers and the log every SLOW_EVERY-th one while the run trains, with a repeated log
+message (a checkpoint saved every N iterations) updated in place. Quitting the wizard leaves
+the run training; opening the step again re-attaches to it; p shows any earlier run of the
+workspace.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.style import Style
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -36,6 +40,10 @@ from tui.widgets.loss_chart import LossChart
 POLL_S = 1.0  # how often the worker reads the run's files and the GPUs
 POLL_S_LOW_BANDWIDTH = 2.0  # on a slow link: 0.5 Hz
 HOST_EVERY = 5  # CPU/RAM every HOST_EVERY polls (they flicker and cost bytes)
+# On a slow link the chart, the answers and the log follow every SLOW_EVERY-th poll while a run
+# trains (6 s), the counters every poll: each repainted row costs ~35 bytes of cursor move and
+# colour codes before its text, so fewer, larger updates of the slow parts cost less.
+SLOW_EVERY = 3
 EVAL_LINES = 6  # the latest evaluation's answers: at most this many lines
 EVAL_LINES_SHORT = 3  # ... below 34 rows
 LOG_LINES = 4  # bounded log tail (iteration lines are drawn by the chart and metrics)
@@ -141,22 +149,35 @@ _SHOWN_ELSEWHERE = ("iter", "sample", "eval_start")
 _PROBLEM = re.compile(r"(Error|Traceback|Killed|out of memory|No space left)", re.IGNORECASE)
 
 
-def visible_log_lines(tail: list[str], limit: int = LOG_LINES) -> list[str]:
+_DIGITS = re.compile(r"\d+")
+
+
+def visible_log_lines(
+    tail: list[str], limit: int = LOG_LINES, *, collapse_repeats: bool = False
+) -> list[str]:
     """The log tail worth a look: mmengine's messages and anything that looks like an error.
     Iteration and evaluation lines (drawn above), config dumps and progress bars are left out:
-    each new line scrolls the whole tail, so only news belongs there."""
+    each new line scrolls the whole tail, so only news belongs there.
+
+    ``collapse_repeats`` (the slow link): a message that differs from an earlier one only in
+    its numbers ("Saving checkpoint at 64 iterations", then at 96) replaces it, so a fast run's
+    every-N-iterations messages change one line in place instead of scrolling the tail."""
     from engine.runs.logparse import parse_log_line
 
-    keep = []
+    keep: list[tuple[str, str]] = []  # (kind of message, the line shown)
     for line in tail:
         rec = parse_log_line(line)
         if rec is not None:
             if rec["kind"] not in _SHOWN_ELSEWHERE:
                 clock = rec["logged_at"].rsplit(" ", 1)[-1]  # HH:MM:SS, without the date
-                keep.append(f"{clock} {rec['level']} {rec['message']}")
+                kind = f"{rec['level']} {_DIGITS.sub('#', rec['message'])}"
+                keep.append((kind, f"{clock} {rec['level']} {rec['message']}"))
         elif _PROBLEM.search(line):
-            keep.append(line.strip())
-    return keep[-limit:]
+            keep.append((_DIGITS.sub("#", line.strip()), line.strip()))
+    if collapse_repeats:
+        latest = {kind: n for n, (kind, _) in enumerate(keep)}
+        keep = [item for n, item in enumerate(keep) if latest[item[0]] == n]
+    return [text for _, text in keep[-limit:]]
 
 
 def last_round(samples: list[Any]) -> list[Any]:
@@ -373,6 +394,15 @@ def run_rows(runs: list[Any], shown: Any = None, snap: Any = None) -> list[tuple
     return rows
 
 
+class PlainLines(LiveLines):
+    """LiveLines whose blank cells carry the background alone, as a Static's do: the answers'
+    title and the log look exactly as they did as Statics, and a change repaints only its span
+    (a Static repaints its whole region, trailing blanks and all)."""
+
+    def pad_style(self, base: Style) -> Style:
+        return Style(bgcolor=base.bgcolor)
+
+
 class TrainPane(StepPane):
     step_id = "train"
     title = "Train"
@@ -430,6 +460,7 @@ class TrainPane(StepPane):
         self._following: str | None = None
         self._poller: RunPoller | None = None
         self.ticks = 0  # ticks handled (tests read it)
+        self._slow_at: int | None = None  # the tick the slow parts were last drawn at
 
     # -- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -441,10 +472,10 @@ class TrainPane(StepPane):
         yield LossChart(id="train-chart")
         yield GpuPanel(id="train-gpus")
         yield Static("", id="train-diagnosis", markup=False)
-        yield Static(eval_title([]), id="train-eval-title", classes="train-title", markup=False)
+        yield PlainLines([eval_title([])], id="train-eval-title", classes="train-title")
         yield LiveLines([""] * EVAL_LINES, id="train-eval-text")
         yield Static("log", classes="train-title")
-        yield Static("", id="train-log", markup=False)
+        yield PlainLines([""] * LOG_LINES, id="train-log")
         with Horizontal(id="train-controls"):
             yield Button("Start (s)", id="train-start", variant="primary", compact=True)
             yield Button("Stop (x)", id="train-stop", variant="error", compact=True)
@@ -482,6 +513,7 @@ class TrainPane(StepPane):
         """
         self._following = run_id
         self._poller = poller = RunPoller(self.workspace, run_id)
+        self._slow_at = None  # a run shown anew: draw all of it now
         self.show_tick(poller.poll())
         self._monitor_runs(poller, self.poll_interval)
 
@@ -521,18 +553,8 @@ class TrainPane(StepPane):
         done = " · done. Next: ] Merge" if state == "succeeded" else ""
         self._line("#train-time", time_line(snap, record) + done)
         self.query_one("#train-metrics", LiveLines).set_lines(metrics_lines(snap))
-        chart = self.query_one(LossChart)
-        if self._shown.get("chart-run") != record.id:
-            self._shown["chart-run"] = record.id
-            chart.reset(snap.max_iters or 0)
-        chart.set_points(snap.losses, max_iters=snap.max_iters)
-        self._static("#train-eval-title", eval_title(snap.eval_samples))
-        evals = self.query_one("#train-eval-text", LiveLines)
-        # before the first layout: the terminal less the rail (20) and the pane's padding (2)
-        width = evals.size.width or max(20, self.app.size.width - 22)
-        limit = EVAL_LINES if self.screen.has_class("-tall") else EVAL_LINES_SHORT
-        evals.set_lines(eval_lines(snap.eval_samples, width, limit))
-        self._static("#train-log", "\n".join(visible_log_lines(snap.log_tail)))
+        if self._slow_parts_due(state):
+            self._show_slow_parts(record, snap)
         self._show_diagnosis(state, record, snap)
         self._show_command(record)
         if state in ("running", "starting"):
@@ -546,6 +568,47 @@ class TrainPane(StepPane):
                 self.mark_done()
         else:
             self._set_rail(None)
+
+    def _slow_parts_due(self, state: str) -> bool:
+        """Whether this tick draws the chart, the answers and the log: always locally; on a slow
+        link every SLOW_EVERY-th tick while the run trains, and at once when a run is shown anew
+        or its state is not a training one (it ended: the last of it shows without waiting)."""
+        low = getattr(self.app, "low_bandwidth", False)
+        if (
+            low
+            and state in ("running", "starting")
+            and self._slow_at is not None
+            and self.ticks - self._slow_at < SLOW_EVERY
+        ):
+            return False
+        self._slow_at = self.ticks
+        return True
+
+    def _show_slow_parts(self, record: Any, snap: Any) -> None:
+        chart = self.query_one(LossChart)
+        if self._shown.get("chart-run") != record.id:
+            self._shown["chart-run"] = record.id
+            chart.reset(snap.max_iters or 0)
+        chart.set_points(snap.losses, max_iters=snap.max_iters)
+        self._line("#train-eval-title", eval_title(snap.eval_samples))
+        evals = self.query_one("#train-eval-text", LiveLines)
+        # before the first layout: the terminal less the rail (20) and the pane's padding (2)
+        width = evals.size.width or max(20, self.app.size.width - 22)
+        tall = self.screen.has_class("-tall")
+        evals.set_lines(
+            eval_lines(snap.eval_samples, width, EVAL_LINES if tall else EVAL_LINES_SHORT)
+        )
+        if getattr(self.app, "low_bandwidth", False):
+            # the box's height (3 rows, 4 when tall), each kind of message once, the latest
+            rows = LOG_LINES if tall else 3
+            lines = visible_log_lines(snap.log_tail, rows, collapse_repeats=True)
+        else:
+            lines = visible_log_lines(snap.log_tail)
+        self._line_block("#train-log", lines, LOG_LINES)
+
+    def _line_block(self, selector: str, lines: list[str], rows: int) -> None:
+        """A fixed count of lines (the same widget height: a change repaints only itself)."""
+        self.query_one(selector, LiveLines).set_lines((lines + [""] * rows)[:rows])
 
     def _line(self, selector: str, text: str) -> None:
         self.query_one(selector, LiveLines).set_lines([text])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region
 from textual.strip import Strip
@@ -97,5 +98,10 @@ class LiveLines(Widget):
         strip = Strip(segments).apply_style(base)
         pad = width - strip.cell_length
         if pad > 0:
-            strip = Strip([*strip, Segment(" " * pad, base)])
+            strip = Strip([*strip, Segment(" " * pad, self.pad_style(base))])
         return strip.crop(0, width)
+
+    def pad_style(self, base: Style) -> Style:
+        """The style of the blank cells right of a line: the widget's own (a subclass may pad
+        with the background alone, as a Static does)."""
+        return base
