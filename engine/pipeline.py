@@ -19,8 +19,10 @@ Say = Callable[[str], None]
 IDENTITY_PROMPT = "请介绍一下你自己"
 
 # The demo model is tiny and trains on a CPU: the tutorial's data style with n=50 gives 102
-# records that pack into ~96 iterations of 256 tokens, enough for it to learn the answers
-# exactly (see docs/notes/xtuner-on-cpu.md); n=8000 would take hours on a CPU.
+# records that pack into ~32 samples an epoch of ~60 tokens (xtuner's 32 shards, or fewer
+# processes with a shorter max_length: engine.config.estimate.data_preparation), ~96 iterations,
+# enough for it to learn the answers exactly (see docs/notes/xtuner-on-cpu.md); n=8000 would
+# take hours on a CPU.
 DEMO_DATA = {"style": "tutorial", "n": 50}
 
 
@@ -125,7 +127,14 @@ def run_all(
     record_choice(ws, written, IdentityFacts(name=name))
     say(f"data: wrote {ws.rel(written.path)} ({written.records} records)")
 
-    # 2. config
+    # 2. config, rendered again now that the dataset is there: its size sets the dataset
+    # preparation (map_num_proc, the pack length: engine.config.api.prepare_dataset)
+    rendered = render_config(
+        model_path=str(model_path),
+        data_path=str(ws.dataset_path),
+        profile=profile,
+        overrides=overrides,
+    )
     config_path = write_config(ws, rendered, force=force)
     ws.mark_done("config")
     say(f"config: wrote {ws.rel(config_path)} (profile {rendered.profile})")

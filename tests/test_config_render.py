@@ -12,6 +12,7 @@ from engine.config import (
     TUTORIAL_BASE,
     builtin_path,
     diff_text,
+    estimate_for,
     list_builtin,
     render_config,
     settings_of_text,
@@ -493,20 +494,99 @@ def test_evaluation_is_bounded_by_the_identity_answer_and_not_repeated(tmp_path,
     assert _load(mine.text, tmp_path, "eval_mine").custom_hooks[1].max_new_tokens == 300
 
 
-def test_dataset_map_workers_follow_the_usable_cores(tmp_path, big_model, dataset, monkeypatch):
+def _cores(monkeypatch, n: int) -> None:
     import os
 
-    large = _big_dataset(tmp_path, 2000)  # 4,002 records: >= 100 for each of xtuner's 32 shards
-    for cores, want in ((range(4), 4), (range(128), 32), (range(1), 1)):
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, c=cores: set(c), raising=False)
+    monkeypatch.delenv("XTUNER_WIZARD_CPUS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+
+
+def test_dataset_map_workers_follow_the_usable_cores(tmp_path, big_model, dataset, monkeypatch):
+    large = _big_dataset(tmp_path, 2000)  # 4,002 records: whole samples of 2048 in every shard
+    for cores, want in ((4, 4), (1, 1), (16, 16)):
+        _cores(monkeypatch, cores)
         r = render_config(model_path=big_model, data_path=large, profile="lora", hardware=H200)
-        assert _load(r.text, tmp_path, f"procs{want}").alpaca_en.map_num_proc == want
+        cfg = _load(r.text, tmp_path, f"procs{want}")
+        assert (cfg.alpaca_en.map_num_proc, cfg.max_length) == (want, 2048)
+    _cores(monkeypatch, 128)  # xtuner's 32 at most: its own default, no line
+    r = render_config(model_path=big_model, data_path=large, profile="lora", hardware=H200)
+    assert "map_num_proc" not in r.text
+    monkeypatch.setenv("XTUNER_WIZARD_CPUS", "3")  # a config sized for another machine
+    r = render_config(model_path=big_model, data_path=large, profile="lora", hardware=H200)
+    assert r.settings["map_num_proc"] == 3
+    _cores(monkeypatch, 4)
     tut = render_config(model_path=big_model, data_path=large, profile="tutorial")
     assert "map_num_proc" not in tut.text  # the tutorial as it is: xtuner's 32
-    # a small dataset keeps xtuner's 32 shards: each packs on its own, so fewer shards would
-    # pack the demo's 102 records into 7 samples an epoch instead of 32 (and it would not learn)
-    small = render_config(model_path=big_model, data_path=dataset, profile="lora", hardware=H200)
-    assert "map_num_proc" not in small.text
+    mine = render_config(
+        model_path=big_model,
+        data_path=large,
+        profile="lora",
+        hardware=H200,
+        set_args=["map_num_proc=8"],
+    )
+    assert _load(mine.text, tmp_path, "procs_mine").alpaca_en.map_num_proc == 8
+    # no dataset yet: nothing to size the packs by, xtuner's 32 stay
+    none = render_config(
+        model_path=big_model, data_path=tmp_path / "nope.json", profile="lora", hardware=H200
+    )
+    assert "map_num_proc" not in none.text
+
+
+def test_a_small_dataset_packs_as_many_samples_with_the_usable_cores(
+    tmp_path, big_model, monkeypatch
+):
+    """xtuner packs each map_num_proc shard on its own: the demo's 102 records make 32 short
+    samples with its 32 shards, 7 of 256 tokens with 2 (21 iterations: the demo did not learn).
+    On 2 cores the config prepares with 2 processes and packs shorter: as many samples."""
+    from engine.config.api import total_iterations
+
+    demo_data = _big_dataset(tmp_path, 50)  # the demo's data: 102 records
+    _cores(monkeypatch, 2)
+    r = render_config(model_path=big_model, data_path=demo_data, profile="cpu")
+    cfg = _load(r.text, tmp_path, "small2")
+    assert cfg.alpaca_en.map_num_proc == 2
+    assert 32 <= cfg.max_length < 128  # the 32 shards' samples: ~64 tokens (of 256)
+    assert any(n.startswith("dataset: 2 processes (the usable cores)") for n in r.notes)
+    steps = total_iterations(ConfigSource(r.text), demo_data)
+    assert steps >= 90  # ~96 with xtuner's 32 shards; the identity needs that many
+    assert estimate_for(r, demo_data).total_iters == steps
+    # a machine of 16 cores: at most 4 processes pack short (each drops its last sample's rest)
+    _cores(monkeypatch, 16)
+    r16 = render_config(model_path=big_model, data_path=demo_data, profile="cpu")
+    assert r16.settings["map_num_proc"] == 4 and r16.settings["max_length"] < 128
+    assert any("4 processes (of 16 cores)" in n for n in r16.notes)
+    # the user's max_length is theirs: xtuner's 32 shards keep the samples (and the tutorial's
+    # own sizes are never changed)
+    _cores(monkeypatch, 2)
+    fixed = render_config(
+        model_path=big_model, data_path=demo_data, profile="cpu", set_args=["max_length=256"]
+    )
+    assert "map_num_proc" not in fixed.text and fixed.settings["max_length"] == 256
+    assert total_iterations(ConfigSource(fixed.text), demo_data) >= 90
+    tut = render_config(model_path=big_model, data_path=demo_data, profile="tutorial")
+    assert "map_num_proc" not in tut.text and tut.settings["max_length"] == 2048
+
+
+def test_xtuner_packs_the_rendered_demo_config_into_as_many_samples(
+    tmp_path, demo_model_dir, monkeypatch
+):
+    """The real thing: xtuner's process_hf_dataset on the demo config rendered for 2 cores
+    (its tokenizer, its 2 processes) makes at least the 32 samples an epoch that xtuner's 32
+    processes make, none longer than theirs (~64 tokens), and the estimate counts them."""
+    from xtuner.registry import BUILDER
+
+    demo_data = _big_dataset(tmp_path, 50)
+    _cores(monkeypatch, 2)
+    r = render_config(model_path=demo_model_dir, data_path=demo_data)
+    cfg = _load(r.text, tmp_path, "demo2")
+    assert cfg.alpaca_en.map_num_proc == 2
+    cfg.alpaca_en.dataset.cache_dir = str(tmp_path / "hf-cache")
+    packed = BUILDER.build(cfg.alpaca_en)
+    lengths = [len(ids) for ids in packed["input_ids"]]
+    assert len(lengths) >= 32 and max(lengths) <= 64, lengths
+    est = estimate_for(r, demo_data)
+    assert 0.8 * len(lengths) <= est.iters_per_epoch <= 1.2 * len(lengths)
+    assert est.total_iters >= 90
 
 
 def test_no_sleep_at_epoch_ends_and_the_data_order_is_xtuners(tmp_path, big_model, dataset):

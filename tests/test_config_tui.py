@@ -17,6 +17,14 @@ from tui.app import WizardApp
 SNAP_WS = Path("/tmp/xtuner-wizard-snapshots/config-ws")
 # The fixed folder is rewritten by several tests: under pytest-xdist they share one worker.
 pytestmark = pytest.mark.xdist_group("test_config_tui")
+
+
+@pytest.fixture(autouse=True)
+def _two_cores(monkeypatch):
+    """The dataset preparation follows the usable cores: the pane as on a 2-core machine."""
+    monkeypatch.setenv("XTUNER_WIZARD_CPUS", "2")
+
+
 TINY_MODEL = {
     "architectures": ["InternLM2ForCausalLM"],
     "model_type": "internlm2",
@@ -72,7 +80,10 @@ async def test_config_pane_renders_diff_and_writes(tmp_path):
         assert result is not None and not result.error, result and result.error
         assert result.rendered.profile == "cpu"
         assert "+    dataset=dict(type=load_dataset" in result.diff
-        assert app.query_one("#f-max_length").value == "256"
+        # the demo's 256, packed shorter for 2 processes (as many samples as xtuner's 32 make)
+        shown = app.query_one("#f-max_length").value
+        assert shown == str(result.rendered.settings["max_length"]) and int(shown) < 256
+        assert "+    map_num_proc=2," in result.diff
 
         # a field changed by hand becomes a --set override, and the diff follows it
         field = app.query_one("#f-max_length")
@@ -81,6 +92,7 @@ async def test_config_pane_renders_diff_and_writes(tmp_path):
         await settle(pilot)
         assert pane.overrides == {"max_length": "128"}
         assert "+max_length = 128" in pane.last_result.diff
+        assert "map_num_proc" not in pane.last_result.diff  # the user's length: xtuner's 32
 
         # write: the tutorial's file name, the step done
         await pilot.press("ctrl+s")
@@ -136,7 +148,8 @@ async def test_the_estimate_counts_the_iterations_of_the_launch_choice(tmp_path,
         two = _iterations(pane)
         app.query_one("#launch-gpus").value = "1"
         await settle(pilot)
-        assert _iterations(pane) == 2 * two
+        one = _iterations(pane)  # 3 epochs of S samples; per 2 processes 3 x ceil(S / 2)
+        assert one % 3 == 0 and two == 3 * -(-one // 3 // 2) and one > two, (one, two)
 
 
 async def test_unknown_setting_typed_in_the_form_is_reported(tmp_path):

@@ -67,11 +67,14 @@ def finished_workspace(root: Path, step: str = "environment") -> Workspace:
 
 @pytest.fixture
 def frozen(monkeypatch, steady_host):  # noqa: F811
-    """Recorded checks, a fixed disk, a fixed clock, no GPUs."""
+    """Recorded checks, a fixed disk, a fixed clock, no GPUs, 32 cores."""
     import engine.export
     from tui.screens import train
 
     monkeypatch.setenv("XTUNER_WIZARD_GPUS", "none")
+    # 32 cores: the recorded run's config is what the Config step renders (xtuner's 32
+    # processes); the pane on 2 cores is tests/test_config_tui.py's snapshot
+    monkeypatch.setenv("XTUNER_WIZARD_CPUS", "32")
     monkeypatch.setattr(EnvironmentPane, "AUTO_CHECK", False)
     monkeypatch.setattr(engine.export, "free_bytes", lambda path: 50 * 1024**3)
     monkeypatch.setattr(train, "now", lambda: 1795920200.0)

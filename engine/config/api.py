@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from engine.config.builtin import TUTORIAL_BASE, builtin_path
 from engine.config.estimate import (
     PACK_SHARDS,
+    DatasetSize,
     ModelSize,
     Pick,
     Plan,
     RunEstimate,
     approx_tokens,
+    data_preparation,
     dataset_size,
     estimate_run,
     iterations_per_epoch,
@@ -114,11 +116,9 @@ def estimate_for(
     if hw is None:
         hw = detect_hardware() if rendered.profile != "cpu" else Hardware()
     gpu = hw.pairs()[0] if hw.gpus and rendered.profile != "cpu" else None
-    data = Path(data_path) if data_path else None
-    model = s.get("pretrained_model_name_or_path")
-    tokenizer_dir = Path(model) if isinstance(model, str) and Path(model).is_dir() else None
-    dataset = dataset_size(data, tokenizer_dir) if data is not None and data.is_file() else None
+    dataset = config_dataset_size(s, Path(data_path)) if data_path else None
     epochs = s.get("max_epochs")
+    num_proc = s.get("map_num_proc")
     max_iters = s.get("max_iters")
     return estimate_run(
         rendered.size,
@@ -132,7 +132,22 @@ def estimate_for(
         warmup_ratio=s.get("warmup_ratio")
         if isinstance(s.get("warmup_ratio"), float) and s.get("warmup_iters") is None
         else None,  # the warning is about xtuner's epoch-based warm-up
+        shards=num_proc if isinstance(num_proc, int) else PACK_SHARDS,
     )
+
+
+def config_dataset_size(settings: dict[str, Any], data_path: Path) -> DatasetSize | None:
+    """The dataset's size as the config will see it: tokens counted with the tokenizer files of
+    its model folder when they are there (:func:`token_counter`), else approximated. None when
+    the file is missing or unreadable."""
+    model = settings.get("pretrained_model_name_or_path")
+    tokenizer_dir = Path(model) if isinstance(model, str) and Path(model).is_dir() else None
+    if not data_path.is_file():
+        return None
+    try:
+        return dataset_size(data_path, tokenizer_dir)
+    except (OSError, ValueError, WizardError):
+        return None
 
 
 def _dataset_dict_name(src: ConfigSource) -> tuple[str, str | None]:
@@ -310,10 +325,18 @@ EPOCH_STALL_PATCH = (
 MAX_EVAL_TOKENS = 600  # EvaluateChatHook's default
 
 
+CPUS_ENV = "XTUNER_WIZARD_CPUS"  # N: size the dataset preparation for a machine of N cores
+
+
 def usable_cpus() -> int:
-    """The cores this process may run on (its affinity: a container's or taskset's share)."""
+    """The cores this process may run on (its affinity: a container's or taskset's share);
+    ``XTUNER_WIZARD_CPUS`` overrides it (a config rendered for another machine, as
+    ``XTUNER_WIZARD_GPUS`` does for GPUs)."""
     import os
 
+    override = os.environ.get(CPUS_ENV, "").strip()
+    if override.isdigit() and int(override) > 0:
+        return int(override)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -334,20 +357,6 @@ def _records(path: Path) -> list:
     except ValueError:
         data = [json.loads(line) for line in text.splitlines() if line.strip()]
     return data if isinstance(data, list) else [data]
-
-
-# xtuner packs each of its map_num_proc shards on its own: with few records a shard is one short
-# packed sample, so fewer shards would mean fewer samples and fewer iterations (the demo's 102
-# records: 32 samples an epoch with xtuner's 32 shards, 7 with 2). Only a dataset whose 32
-# shards hold this many records each gets the usable cores instead: its packs barely change.
-MIN_RECORDS_PER_SHARD = 100
-
-
-def _record_count(path: Path) -> int:
-    try:
-        return len(_records(path)) if path.is_file() else 0
-    except (OSError, ValueError):
-        return 0
 
 
 def answer_tokens(path: Path) -> int | None:
@@ -372,18 +381,19 @@ def eval_token_cap(longest_answer: int) -> int:
     return max(32, min(MAX_EVAL_TOKENS, 2 * longest_answer + 16))
 
 
-def total_iterations(src: ConfigSource, data_path: Path) -> int | None:
-    """The run's iterations: ``max_iters``, else epochs x the estimated epoch (one GPU)."""
+def total_iterations(
+    src: ConfigSource, data_path: Path, size: DatasetSize | None = None
+) -> int | None:
+    """The run's iterations: ``max_iters``, else epochs x the estimated epoch (one GPU), with
+    the config's ``map_num_proc`` (``size``: the dataset's, when counted already)."""
     s = read_settings(src)
     if isinstance(s.get("max_iters"), int):
         return s["max_iters"]
-    if not data_path.is_file():
+    if size is None:
+        size = config_dataset_size(s, data_path)
+    if size is None:
         return None
-    try:
-        size = dataset_size(data_path)
-    except (OSError, ValueError):
-        return None
-    num_proc = src.get_kw((_dataset_dict_name(src)[0],), "map_num_proc", PACK_SHARDS)
+    num_proc = s.get("map_num_proc")
     per_epoch = iterations_per_epoch(
         size.records,
         size.tokens,
@@ -396,6 +406,37 @@ def total_iterations(src: ConfigSource, data_path: Path) -> int | None:
     return max(1, round(per_epoch * (epochs if isinstance(epochs, (int, float)) else 3)))
 
 
+def prepare_dataset(
+    src: ConfigSource, size: DatasetSize | None, *, length_fixed: bool = False
+) -> str | None:
+    """Dataset preparation sized to the machine (:func:`data_preparation`, the one rule):
+    ``map_num_proc`` = the usable cores (at most xtuner's 32, the line left out at 32) and, for
+    a dataset xtuner packs into short samples, the ``max_length`` that keeps their number.
+    Returns the note saying so when the pack length changed."""
+    s = read_settings(src)
+    max_length = s.get("max_length")
+    if not isinstance(max_length, int):
+        return None
+    cores = map_workers()
+    prep = data_preparation(
+        size,
+        cores=cores,
+        max_length=max_length,
+        pack=bool(s.get("pack_to_max_length", True)),
+        length_fixed=length_fixed,
+    )
+    if prep.num_proc != PACK_SHARDS:
+        apply_setting(src, "map_num_proc", prep.num_proc)
+    if prep.max_length == max_length or size is None:
+        return None
+    apply_setting(src, "max_length", prep.max_length)
+    who = "the usable cores" if prep.num_proc == cores else f"of {cores} cores"
+    return (
+        f"dataset: {prep.num_proc} processes ({who}), packed to max_length {prep.max_length}: "
+        f"~{prep.samples} samples an epoch, as with xtuner's 32"
+    )
+
+
 def apply_run_shape(
     src: ConfigSource, *, data_path: Path, tutorial: bool, user_keys: set[str]
 ) -> list[str]:
@@ -404,8 +445,8 @@ def apply_run_shape(
     - the lr schedule with its warm-up in iterations, one rule for every profile
       (:func:`engine.config.settings.warmup_iters`);
     - except under ``tutorial`` (the tutorial as it is): dataset preparation on the usable
-      cores (``map_num_proc``, at most xtuner's 32) for datasets of 3,200 records or more
-      (``MIN_RECORDS_PER_SHARD``); evaluation answers capped at what the
+      cores (``map_num_proc``, at most xtuner's 32) with as many packed samples an epoch as
+      xtuner's 32 make (:func:`prepare_dataset`); evaluation answers capped at what the
       dataset's longest answer needs (they stop earlier at the template's stop word: xtuner
       reads it from ``prompt_template``); no evaluation every ``evaluation_freq`` iterations
       when none would come before the last iteration (xtuner evaluates at the last checkpoint
@@ -413,14 +454,13 @@ def apply_run_shape(
       a log line at least every 1% of the run (a short run's loss curve, its last loss).
     Settings the user gave are left as they are. Returns notes."""
     notes: list[str] = []
-    dataset_name = _dataset_dict_name(src)[0]
-    if (
-        not tutorial
-        and "map_num_proc" not in user_keys
-        and _record_count(data_path) >= (PACK_SHARDS * MIN_RECORDS_PER_SHARD)
-    ):
-        src.set_kw((dataset_name,), "map_num_proc", map_workers())
-    total = total_iterations(src, data_path)
+    _dataset_dict_name(src)  # a config without a process_hf_dataset dataset is refused here
+    size = config_dataset_size(read_settings(src), data_path)
+    if not tutorial and "map_num_proc" not in user_keys:
+        note = prepare_dataset(src, size, length_fixed="max_length" in user_keys)
+        if note:
+            notes.append(note)
+    total = total_iterations(src, data_path, size)
     set_schedule(src, None if "warmup_iters" in user_keys else total)
     warm = src.get("warmup_iters") if src.has("warmup_iters") else None
     if isinstance(warm, int):

@@ -48,6 +48,7 @@ EXPLAIN: dict[str, str] = {
     "batch_size": "samples per GPU per step",
     "accumulative_counts": "backward passes per optimizer step (gradient accumulation)",
     "dataloader_num_workers": "processes loading data",
+    "map_num_proc": "processes preparing the dataset (None: xtuner's 32; wizard: the usable cores)",
     "max_epochs": "passes over the dataset",
     "lr": "learning rate",
     "warmup_ratio": "share of training spent warming the learning rate up",
@@ -343,6 +344,33 @@ def _set_max_iters(src: ConfigSource, value: int | None) -> None:
     _set_schedule(src, value)
 
 
+def train_dataset(src: ConfigSource) -> str | None:
+    """The top-level ``process_hf_dataset`` dict the config trains on (``alpaca_en``)."""
+    for name, stmt in src.assignments().items():
+        value = stmt.value
+        if isinstance(value, ast.Call) and any(
+            kw.arg == "type" and ast.unparse(kw.value) == "process_hf_dataset"
+            for kw in value.keywords
+        ):
+            return name
+    return None
+
+
+def _get_map_num_proc(src: ConfigSource) -> Any:
+    name = train_dataset(src)
+    return None if name is None else src.get_kw((name,), "map_num_proc")
+
+
+def _set_map_num_proc(src: ConfigSource, value: int | None) -> None:
+    name = train_dataset(src)
+    if name is None:
+        raise KeyError("process_hf_dataset dict")
+    if value is None:
+        src.remove_kw((name,), "map_num_proc")
+    else:
+        src.set_kw((name,), "map_num_proc", value)
+
+
 def _get_patch(src: ConfigSource) -> bool:
     return CPU_BF16_PATCH in src.text
 
@@ -385,6 +413,7 @@ def _make_wizard_keys() -> dict[str, WizardKey]:
     keys["max_iters"] = WizardKey(_get_max_iters, _set_max_iters, int)
     keys["cpu_bf16_patch"] = WizardKey(_get_patch, _set_patch, bool)
     keys["fused_kernels"] = WizardKey(_get_kernels, _set_kernels, bool)
+    keys["map_num_proc"] = WizardKey(_get_map_num_proc, _set_map_num_proc, int)
     return keys
 
 
@@ -476,6 +505,7 @@ MEANINGS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "batch_size": (_count(1), "a whole number, 1 or more", "1"),
     "accumulative_counts": (_count(1), "a whole number, 1 or more", "16"),
     "dataloader_num_workers": (_count(0), "a whole number, 0 or more", "0"),
+    "map_num_proc": (_count(1), "a whole number of processes, 1 or more (or None)", "4"),
     "max_epochs": (_count(1), "a whole number of epochs, 1 or more", "3"),
     "max_iters": (_count(1), "a whole number of iterations, 1 or more (or None)", "100"),
     "lr": (lambda v: _number(v) and v > 0, "a learning rate above 0", "2e-4"),
